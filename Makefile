@@ -1,0 +1,54 @@
+# revoked: make help lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+HELM_VERSION := v3.22.0
+HELM := $(BIN)/helm
+export HELM
+PKG ?= ./...
+T ?=
+RUN := $(if $(T),-run '$(T)',)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build revoked and revokectl into ./bin
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: run
+run: ## Run the sidecar in --dev mode (embedded NATS, dev key, sample token)
+	$(GO) run ./cmd/revoked --dev
+
+.PHONY: test
+test: $(HELM) ## Run the whole suite with -race (T=Name PKG=./sync/... to narrow)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m $(RUN) $(PKG)
+
+.PHONY: bench
+bench: ## Run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKG)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+.PHONY: tidy
+tidy: ## go mod tidy, failing if it changes anything
+	$(GO) mod tidy
+	git diff --exit-code go.mod go.sum
+
+$(HELM):
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)

@@ -1,0 +1,236 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+)
+
+// AsymmetricMethods are the algorithms accepted with JWKS keys. The list is fixed: a
+// token's own alg header never widens it, and "none" is never in it (RFC 8725).
+var AsymmetricMethods = []string{
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA",
+}
+
+// HMACMethods are accepted only when a shared secret is configured.
+var HMACMethods = []string{"HS256", "HS384", "HS512"}
+
+// KeysConfig says where signing keys come from. Set File or URL (or only HMACSecret).
+type KeysConfig struct {
+	File       string        // a JWKS file, polled for changes
+	URL        string        // a JWKS URL
+	Refresh    time.Duration // how often the URL (or file) is read again; default 1h (file: 10s)
+	HMACSecret []byte        // enables HS256/384/512
+	HTTPClient *http.Client  // for URL; default has a 10 s timeout
+}
+
+// Keys finds the key that verifies a token: from the issuer's JWKS by kid, kept fresh by
+// keyfunc/jwkset (periodic refresh, and a rate-limited refresh on an unknown kid), or
+// the HMAC secret. It never uses a key named by the token itself (jwk, jku, x5u, x5c).
+type Keys struct {
+	jwks    keyfunc.Keyfunc
+	storage jwkset.Storage
+	hmac    []byte
+	methods []string
+	loaded  atomic.Bool
+}
+
+// Errors the key lookup returns; Verify turns them into denial reasons.
+var (
+	ErrBadAlgorithm = errors.New("algorithm not accepted")
+	ErrUnknownKey   = errors.New("no key for kid")
+	ErrCritHeader   = errors.New("unsupported crit header")
+)
+
+// NewKeys loads the keys. With a URL that cannot be reached yet it still returns; Loaded
+// stays false (and the sidecar unready) until a fetch succeeds.
+func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	k := &Keys{hmac: cfg.HMACSecret}
+	if cfg.File != "" || cfg.URL != "" {
+		k.methods = slices.Clone(AsymmetricMethods)
+	}
+	if len(cfg.HMACSecret) > 0 {
+		if len(cfg.HMACSecret) < 32 {
+			return nil, errors.New("HMAC secret must be at least 32 bytes")
+		}
+		k.methods = append(k.methods, HMACMethods...)
+	}
+	switch {
+	case cfg.File != "":
+		st := jwkset.NewMemoryStorage()
+		if err := loadJWKSFile(ctx, st, cfg.File); err != nil {
+			return nil, err
+		}
+		k.storage = st
+		k.loaded.Store(true)
+		refresh := cfg.Refresh
+		if refresh <= 0 || refresh > 10*time.Second {
+			refresh = 10 * time.Second
+		}
+		go watchFile(ctx, st, cfg.File, refresh, log)
+	case cfg.URL != "":
+		client := cfg.HTTPClient
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Second}
+		}
+		refresh := cfg.Refresh
+		if refresh <= 0 {
+			refresh = time.Hour
+		}
+		remote, err := jwkset.NewStorageFromHTTP(cfg.URL, jwkset.HTTPClientStorageOptions{
+			Client:                    client,
+			Ctx:                       ctx,
+			HTTPTimeout:               10 * time.Second,
+			NoErrorReturnFirstHTTPReq: true,
+			RefreshInterval:           refresh,
+			RefreshErrorHandler: func(_ context.Context, err error) {
+				log.Warn("jwks refresh failed", "url", cfg.URL, "err", err)
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jwks %s: %w", cfg.URL, err)
+		}
+		st, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+			HTTPURLs: map[string]jwkset.Storage{cfg.URL: remote},
+			// An unknown kid (key rotation) triggers at most one fetch per 10 s; a
+			// request waits for it no longer than 2 s.
+			RefreshUnknownKID: rate.NewLimiter(rate.Every(10*time.Second), 1),
+			RateLimitWaitMax:  2 * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jwks %s: %w", cfg.URL, err)
+		}
+		k.storage = st
+	case len(cfg.HMACSecret) == 0:
+		return nil, errors.New("no signing keys: set a JWKS file or URL")
+	}
+	if k.storage != nil {
+		kf, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: k.storage})
+		if err != nil {
+			return nil, err
+		}
+		k.jwks = kf
+	}
+	return k, nil
+}
+
+// Methods are the accepted algorithms.
+func (k *Keys) Methods() []string { return k.methods }
+
+// Loaded reports whether at least one key is known.
+func (k *Keys) Loaded(ctx context.Context) bool {
+	if k.loaded.Load() {
+		return true
+	}
+	if k.storage == nil {
+		k.loaded.Store(len(k.hmac) > 0)
+		return k.loaded.Load()
+	}
+	all, err := k.storage.KeyReadAll(ctx)
+	if err == nil && len(all) > 0 {
+		k.loaded.Store(true)
+	}
+	return k.loaded.Load()
+}
+
+// Keyfunc is the jwt.Keyfunc: it returns the key that must have signed t.
+func (k *Keys) Keyfunc(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		// RFC 7515 4.1.11: extensions listed in crit must be understood; we know none.
+		return nil, ErrCritHeader
+	}
+	alg := t.Method.Alg()
+	if !slices.Contains(k.methods, alg) {
+		return nil, ErrBadAlgorithm
+	}
+	if slices.Contains(HMACMethods, alg) {
+		return k.hmac, nil
+	}
+	key, err := k.jwks.Keyfunc(t)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnknownKey, err)
+	}
+	switch key.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return key, nil
+	}
+	return nil, fmt.Errorf("%w: key type %T cannot verify", ErrBadAlgorithm, key)
+}
+
+func readJWKS(path string) ([]jwkset.JWK, []byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("jwks file: %w", err)
+	}
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, nil, fmt.Errorf("jwks file %s: %w", path, err)
+	}
+	keys, err := set.JWKSlice()
+	if err != nil {
+		return nil, nil, fmt.Errorf("jwks file %s: %w", path, err)
+	}
+	if len(keys) == 0 {
+		return nil, nil, fmt.Errorf("jwks file %s: no keys", path)
+	}
+	return keys, raw, nil
+}
+
+func loadJWKSFile(ctx context.Context, st jwkset.Storage, path string) error {
+	keys, _, err := readJWKS(path)
+	if err != nil {
+		return err
+	}
+	return st.KeyReplaceAll(ctx, keys)
+}
+
+// watchFile reloads the JWKS file when its content changes (a mounted ConfigMap is
+// replaced atomically on key rotation). A broken file keeps the old keys.
+func watchFile(ctx context.Context, st jwkset.Storage, path string, every time.Duration, log *slog.Logger) {
+	_, last, _ := readJWKS(path)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		keys, raw, err := readJWKS(path)
+		if err != nil {
+			log.Warn("jwks file reload failed; keeping the old keys", "err", err)
+			continue
+		}
+		if bytes.Equal(raw, last) {
+			continue
+		}
+		if err := st.KeyReplaceAll(ctx, keys); err != nil {
+			log.Warn("jwks file reload failed; keeping the old keys", "err", err)
+			continue
+		}
+		last = raw
+		log.Info("jwks file reloaded", "keys", len(keys))
+	}
+}

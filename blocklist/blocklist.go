@@ -1,0 +1,177 @@
+// Package blocklist is the replica's in-memory revocation list: the set of revoked token
+// ids and the per-key cutoffs of CONTRACT section 2. It does no I/O and takes the clock
+// as an argument, so it is deterministic under test.
+//
+// Entries store only what a decision needs: a 128-bit keyed hash of the identifying
+// strings and a 32-bit unix time. A false match needs two different keys to collide in
+// 128 bits under a per-process random seed: with 1e6 entries and 2e8 live tokens the
+// chance is about 1e6*2e8/2^128 ≈ 6e-25, and an attacker cannot aim at a collision
+// without the seed, which never leaves the process.
+//
+// Readers take a shard's read lock for one map lookup; the writer takes a shard's write
+// lock for one insert, or for purging that one shard. A reader never waits behind more
+// than one small step of the writer.
+package blocklist
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+)
+
+// Key identifies an entry: a 128-bit keyed hash. Build keys with Set.JTIKey and
+// Set.CutoffKey; keys of one Set mean nothing to another.
+type Key struct{ hi, lo uint64 }
+
+const numShards = 256
+
+// Set is the blocklist. The zero value is not usable; call New.
+type Set struct {
+	seedHi, seedLo maphash.Seed
+	jti            table // key: (iss, jti); value: the token's exp
+	cutoff         table // key: (iss, claim, value); value: the greatest not_before seen
+}
+
+// New returns an empty Set with fresh random seeds.
+func New() *Set {
+	s := &Set{seedHi: maphash.MakeSeed(), seedLo: maphash.MakeSeed()}
+	s.jti.init()
+	s.cutoff.init()
+	return s
+}
+
+// JTIKey is the key of token id jti of issuer iss. An empty iss is the key of an event
+// that applies to every issuer.
+func (s *Set) JTIKey(iss, jti string) Key {
+	return Key{hash(s.seedHi, 'j', iss, "", jti), hash(s.seedLo, 'j', iss, "", jti)}
+}
+
+// CutoffKey is the key of a cutoff on claim = value for issuer iss (empty: every issuer).
+func (s *Set) CutoffKey(iss, claim, value string) Key {
+	return Key{hash(s.seedHi, 'c', iss, claim, value), hash(s.seedLo, 'c', iss, claim, value)}
+}
+
+// hash writes each string after its length, so that ("ab","c") and ("a","bc") differ.
+func hash(seed maphash.Seed, kind byte, a, b, c string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	h.WriteByte(kind)
+	writeString(&h, a)
+	writeString(&h, b)
+	writeString(&h, c)
+	return h.Sum64()
+}
+
+func writeString(h *maphash.Hash, s string) {
+	n := len(s)
+	h.WriteByte(byte(n))
+	h.WriteByte(byte(n >> 8))
+	h.WriteString(s)
+}
+
+// AddJTI records that the token with key k, expiring at exp, is revoked. It reports
+// whether the set grew.
+func (s *Set) AddJTI(k Key, exp int64) bool { return s.jti.raise(k, clamp(exp)) }
+
+// AddCutoff records that tokens matching k and issued before notBefore are revoked. The
+// set keeps the greatest notBefore per key; it reports whether the entry is new.
+func (s *Set) AddCutoff(k Key, notBefore int64) bool { return s.cutoff.raise(k, clamp(notBefore)) }
+
+// HasJTI reports whether the token id with key k is revoked.
+func (s *Set) HasJTI(k Key) bool {
+	_, ok := s.jti.get(k)
+	return ok
+}
+
+// Cutoff returns the not_before of the cutoff with key k, if there is one.
+func (s *Set) Cutoff(k Key) (notBefore int64, ok bool) {
+	v, ok := s.cutoff.get(k)
+	return int64(v), ok
+}
+
+// Len returns the number of jti entries and of cutoffs.
+func (s *Set) Len() (jti, cutoff int) {
+	return int(s.jti.count.Load()), int(s.cutoff.count.Load())
+}
+
+// Purge removes the entries that can no longer match a live token at now: jti entries
+// whose exp is more than grace seconds past, and cutoffs older than lifetime+grace (no
+// token issued before not_before is still alive then). It works one shard at a time, so
+// readers are held up by one shard's scan at most. It returns how many entries left.
+func (s *Set) Purge(now, grace, lifetime int64) (jti, cutoff int) {
+	return s.jti.purge(now - grace), s.cutoff.purge(now - grace - lifetime)
+}
+
+func clamp(t int64) uint32 {
+	switch {
+	case t < 0:
+		return 0
+	case t > 1<<32-1:
+		return 1<<32 - 1
+	}
+	return uint32(t)
+}
+
+type table struct {
+	count  atomic.Int64
+	shards [numShards]shard
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[Key]uint32
+	_  [32]byte // one shard per 64-byte cache line
+}
+
+func (t *table) init() {
+	for i := range t.shards {
+		t.shards[i].m = make(map[Key]uint32)
+	}
+}
+
+func (t *table) shard(k Key) *shard { return &t.shards[k.lo%numShards] }
+
+func (t *table) get(k Key) (uint32, bool) {
+	sh := t.shard(k)
+	sh.mu.RLock()
+	v, ok := sh.m[k]
+	sh.mu.RUnlock()
+	return v, ok
+}
+
+// raise stores v under k unless a greater value is there; it reports whether k is new.
+func (t *table) raise(k Key, v uint32) bool {
+	sh := t.shard(k)
+	sh.mu.Lock()
+	old, ok := sh.m[k]
+	if !ok || v > old {
+		sh.m[k] = v
+	}
+	sh.mu.Unlock()
+	if !ok {
+		t.count.Add(1)
+	}
+	return !ok
+}
+
+// purge deletes the entries whose value is below before.
+func (t *table) purge(before int64) int {
+	if before <= 0 {
+		return 0
+	}
+	limit := clamp(before)
+	removed := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for k, v := range sh.m {
+			if v < limit {
+				delete(sh.m, k)
+				removed++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	t.count.Add(-int64(removed))
+	return removed
+}

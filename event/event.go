@@ -1,0 +1,163 @@
+// Package event is the revocation event of CONTRACT section 2: its JSON form, its
+// validation rules and the NATS subjects it travels on. It does no I/O, so the
+// sidecar, revokectl and the ingest API all decode and check events the same way.
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// MaxPayload is the largest event payload accepted, in bytes.
+const MaxPayload = 4096
+
+// MaxValueLen is the longest jti or cutoff value accepted, in bytes.
+const MaxValueLen = 256
+
+// Event types.
+const (
+	TypeJTI    = "jti"
+	TypeCutoff = "cutoff"
+)
+
+// Reasons an event may give (CONTRACT section 2).
+var Reasons = []string{"logout", "password_change", "compromised", "admin_revoke", "session_end", "other"}
+
+// DefaultCutoffClaims are the claims a cutoff may name without operator configuration.
+// client_id also matches a token's azp.
+var DefaultCutoffClaims = []string{"sub", "sid", "client_id"}
+
+// Event is one revocation. Fields a type does not use are left zero.
+type Event struct {
+	Type      string `json:"type"`
+	JTI       string `json:"jti,omitempty"`
+	Exp       int64  `json:"exp,omitempty"`
+	Claim     string `json:"claim,omitempty"`
+	Value     string `json:"value,omitempty"`
+	NotBefore int64  `json:"not_before,omitempty"`
+	Iss       string `json:"iss,omitempty"`
+	Sub       string `json:"sub,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	RevokedAt int64  `json:"revoked_at,omitempty"`
+	RevokedBy string `json:"revoked_by,omitempty"`
+	EventID   string `json:"event_id,omitempty"`
+}
+
+// Sentinel errors. Each maps to a rejection reason label (see Reason).
+var (
+	ErrTooLarge    = errors.New("event: payload larger than 4 KiB")
+	ErrNotUTF8     = errors.New("event: payload is not UTF-8")
+	ErrMalformed   = errors.New("event: payload is not a JSON object")
+	ErrUnknownType = errors.New("event: unknown type")
+	ErrInvalid     = errors.New("event: invalid field")
+)
+
+// Error carries the sentinel and the detail of a rejected event.
+type Error struct {
+	Kind   error
+	Detail string
+}
+
+func (e *Error) Error() string { return e.Kind.Error() + ": " + e.Detail }
+
+// Unwrap lets errors.Is match the sentinel.
+func (e *Error) Unwrap() error { return e.Kind }
+
+func invalid(format string, a ...any) error {
+	return &Error{Kind: ErrInvalid, Detail: fmt.Sprintf(format, a...)}
+}
+
+// Reason returns the short label used for the revoked_events_rejected_total metric.
+func Reason(err error) string {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
+	case errors.Is(err, ErrNotUTF8), errors.Is(err, ErrMalformed):
+		return "malformed"
+	case errors.Is(err, ErrUnknownType):
+		return "unknown_type"
+	case errors.Is(err, ErrInvalid):
+		return "invalid"
+	default:
+		return "other"
+	}
+}
+
+// Decode parses and validates one payload. Unknown JSON fields are ignored, as the
+// contract requires; allowedClaims lists the claims a cutoff may name (nil means
+// DefaultCutoffClaims).
+func Decode(payload []byte, allowedClaims []string) (Event, error) {
+	var ev Event
+	if len(payload) > MaxPayload {
+		return ev, &Error{Kind: ErrTooLarge, Detail: fmt.Sprintf("%d bytes", len(payload))}
+	}
+	if !utf8.Valid(payload) {
+		return ev, &Error{Kind: ErrNotUTF8, Detail: "invalid UTF-8"}
+	}
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return ev, &Error{Kind: ErrMalformed, Detail: err.Error()}
+	}
+	return ev, ev.Validate(allowedClaims)
+}
+
+// Validate checks the event against the contract.
+func (ev *Event) Validate(allowedClaims []string) error {
+	if allowedClaims == nil {
+		allowedClaims = DefaultCutoffClaims
+	}
+	switch ev.Type {
+	case TypeJTI:
+		if err := checkValue("jti", ev.JTI); err != nil {
+			return err
+		}
+		if ev.Exp <= 0 || ev.Exp > maxUnix {
+			return invalid("exp %d out of range", ev.Exp)
+		}
+	case TypeCutoff:
+		if !contains(allowedClaims, ev.Claim) {
+			return invalid("claim %q not allowed", ev.Claim)
+		}
+		if err := checkValue("value", ev.Value); err != nil {
+			return err
+		}
+		if ev.NotBefore <= 0 || ev.NotBefore > maxUnix {
+			return invalid("not_before %d out of range", ev.NotBefore)
+		}
+	default:
+		return &Error{Kind: ErrUnknownType, Detail: fmt.Sprintf("%.32q", ev.Type)}
+	}
+	if ev.Reason != "" && !contains(Reasons, ev.Reason) {
+		return invalid("reason %.32q unknown", ev.Reason)
+	}
+	return nil
+}
+
+// maxUnix is the last second a uint32 holds (year 2106); replicas store times in 32 bits.
+const maxUnix = 1<<32 - 1
+
+func checkValue(name, v string) error {
+	if len(v) == 0 || len(v) > MaxValueLen {
+		return invalid("%s must be 1 to %d bytes, got %d", name, MaxValueLen, len(v))
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Subject returns the subject an event is published on under prefix (default "revocations").
+func Subject(prefix, typ string) string { return prefix + "." + typ }
+
+// DefaultSubjectPrefix and DefaultStream are the contract's defaults.
+const (
+	DefaultSubjectPrefix = "revocations"
+	DefaultStream        = "REVOCATIONS"
+)

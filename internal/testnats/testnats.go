@@ -1,0 +1,108 @@
+// Package testnats runs a real NATS server with JetStream inside a test process, on a
+// random port, and can restart it on the same port and store to test reconnects.
+package testnats
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoked-dev/revoked/stream"
+)
+
+// Server is an embedded nats-server with JetStream.
+type Server struct {
+	t    testing.TB
+	opts *server.Options
+	*server.Server
+}
+
+// Options returns the options Start uses: loopback, a random port, JetStream on a
+// temporary store. Tests may change them (users, TLS) before StartWith.
+func Options(t testing.TB) *server.Options {
+	return &server.Options{
+		Host:               "127.0.0.1",
+		Port:               -1,
+		NoLog:              true,
+		NoSigs:             true,
+		JetStream:          true,
+		StoreDir:           t.TempDir(),
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+		JetStreamMaxStore:  1 << 30,
+	}
+}
+
+// Start runs a server with Options(t); it is shut down when the test ends.
+func Start(t testing.TB) *Server { return StartWith(t, Options(t)) }
+
+// StartWith runs a server with opts.
+func StartWith(t testing.TB, opts *server.Options) *Server {
+	t.Helper()
+	s := &Server{t: t, opts: opts}
+	s.start()
+	t.Cleanup(func() { s.Shutdown() })
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	ns, err := server.NewServer(s.opts)
+	if err != nil {
+		s.t.Fatalf("nats server: %v", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		s.t.Fatal("nats server not ready")
+	}
+	// Later restarts reuse the port the first start was given.
+	s.opts.Port = ns.Addr().(*net.TCPAddr).Port
+	s.Server = ns
+}
+
+// Restart stops the server and starts it again on the same port and store directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+// Stop shuts the server down and waits until it is gone.
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// URL is the client URL.
+func (s *Server) URL() string { return s.ClientURL() }
+
+// Connect opens a client connection closed when the test ends.
+func (s *Server) Connect(opts ...nats.Option) *nats.Conn {
+	s.t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), opts...)
+	if err != nil {
+		s.t.Fatalf("nats connect: %v", err)
+	}
+	s.t.Cleanup(nc.Close)
+	return nc
+}
+
+// CreateStream creates the revocation stream with the contract's defaults.
+func (s *Server) CreateStream(settings stream.Settings) jetstream.JetStream {
+	s.t.Helper()
+	js, err := jetstream.New(s.Connect())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := stream.Ensure(ctx, js, settings); err != nil {
+		s.t.Fatal(err)
+	}
+	return js
+}
