@@ -175,3 +175,60 @@ func (t *table) purge(before int64) int {
 	t.count.Add(-int64(removed))
 	return removed
 }
+
+// Claim is one claim value a cutoff may match, such as ("sub", "user-42").
+type Claim struct{ Name, Value string }
+
+// Query holds the keys of one token, computed once (on first sight of the token) so
+// that the check run on every request only looks them up.
+type Query struct {
+	jti     []Key // (iss, jti) and ("", jti); empty for a token without jti
+	cutoffs []Key // per claim: (iss, claim, value) and ("", claim, value)
+	iat     int64 // 0 when the token has none
+}
+
+// NewQuery returns the keys of a token of issuer iss with the given jti (may be empty),
+// issued-at time (0 if absent) and claims.
+func (s *Set) NewQuery(iss, jti string, iat int64, claims []Claim) Query {
+	q := Query{iat: iat}
+	if jti != "" {
+		q.jti = []Key{s.JTIKey(iss, jti), s.JTIKey("", jti)}
+	}
+	q.cutoffs = make([]Key, 0, 2*len(claims))
+	for _, c := range claims {
+		if c.Value == "" {
+			continue
+		}
+		q.cutoffs = append(q.cutoffs, s.CutoffKey(iss, c.Name, c.Value), s.CutoffKey("", c.Name, c.Value))
+	}
+	return q
+}
+
+// Verdict says whether, and how, a token is revoked.
+type Verdict uint8
+
+// Verdicts.
+const (
+	NotRevoked Verdict = iota
+	RevokedJTI
+	RevokedCutoff
+)
+
+// Check looks the token up: revoked by id, or by a cutoff whose not_before is after the
+// token's iat (a token without iat is revoked by any cutoff that matches it).
+func (s *Set) Check(q *Query) Verdict {
+	for _, k := range q.jti {
+		if s.HasJTI(k) {
+			return RevokedJTI
+		}
+	}
+	if s.cutoff.count.Load() == 0 {
+		return NotRevoked
+	}
+	for _, k := range q.cutoffs {
+		if nb, ok := s.Cutoff(k); ok && (q.iat == 0 || q.iat < nb) {
+			return RevokedCutoff
+		}
+	}
+	return NotRevoked
+}

@@ -79,8 +79,10 @@ func (o *Options) NATSOptions(log *slog.Logger) ([]nats.Option, error) {
 	}
 	if log != nil {
 		opts = append(opts,
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				log.Warn("nats disconnected", "err", err)
+			nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+				if !c.IsClosed() {
+					log.Warn("nats disconnected", "err", err)
+				}
 			}),
 			nats.ReconnectHandler(func(c *nats.Conn) {
 				log.Info("nats reconnected", "server", c.ConnectedUrlRedacted())

@@ -1,0 +1,369 @@
+// Package sidecar wires the revoked sidecar together: the blocklist, the NATS replica
+// that feeds it, the ext_authz servers that read it, health and metrics. cmd/revoked
+// and the end-to-end tests start it the same way.
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/revoked-dev/revoked/authz"
+	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/config"
+	revsync "github.com/revoked-dev/revoked/sync"
+)
+
+// authzService is the gRPC health service name Envoy's health checks may ask for.
+const authzService = "envoy.service.auth.v3.Authorization"
+
+// Sidecar is a running revoked sidecar.
+type Sidecar struct {
+	cfg        *config.Sidecar
+	log        *slog.Logger
+	Registry   *prometheus.Registry
+	Set        *blocklist.Set
+	Replica    *revsync.Replica
+	Authorizer *authz.Authorizer
+	keys       *authz.Keys
+	nc         *nats.Conn
+	dev        *devEnv
+
+	grpcServer *grpc.Server
+	health     *health.Server
+	httpServer *http.Server
+	adminSrv   *http.Server
+	grpcAddr   string
+	httpAddr   string
+	adminAddr  string
+
+	stopping atomic.Bool
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the background loops have ended; nil before they start
+}
+
+// Start builds and starts a sidecar. It returns once the listeners are open; the
+// replica syncs in the background and the sidecar denies every check (and reports not
+// ready) until it has caught up and the signing keys are loaded.
+func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidecar, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s = &Sidecar{cfg: cfg, log: log, cancel: cancel, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if cfg.Dev {
+		if s.dev, err = startDev(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var secret []byte
+	if cfg.HMACSecretFile != "" {
+		if secret, err = os.ReadFile(cfg.HMACSecretFile); err != nil {
+			return nil, fmt.Errorf("hmac secret: %w", err)
+		}
+		secret = []byte(strings.TrimSpace(string(secret)))
+	}
+	s.keys, err = authz.NewKeys(ctx, authz.KeysConfig{File: cfg.JWKSFile, URL: cfg.JWKSURL, Refresh: cfg.JWKSRefresh, HMACSecret: secret}, log)
+	if err != nil {
+		return nil, err
+	}
+
+	s.Set = blocklist.New()
+	cfg.NATS.Name = "revoked-sidecar"
+	if s.nc, err = cfg.NATS.Connect(log); err != nil {
+		return nil, err
+	}
+	s.Replica, err = revsync.New(s.nc, s.Set, revsync.Options{
+		Stream:           cfg.Stream,
+		SubjectPrefix:    cfg.SubjectPrefix,
+		CutoffClaims:     cfg.CutoffClaims,
+		MaxTokenLifetime: cfg.MaxTokenLife,
+		Leeway:           cfg.Leeway,
+		Registerer:       s.Registry,
+		Log:              log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	verifier := authz.NewVerifier(s.keys, authz.VerifierConfig{
+		Issuers:      cfg.Issuers,
+		Audiences:    cfg.Audiences,
+		Leeway:       cfg.Leeway,
+		RequireJTI:   cfg.RequireJTI,
+		CutoffClaims: cfg.CutoffClaims,
+	})
+	s.Authorizer = authz.NewAuthorizer(verifier, s.Set, authz.Options{
+		CacheSize: cfg.TokenCacheSize,
+		Metrics:   authz.NewMetrics(s.Registry),
+		Log:       log,
+	})
+
+	if err = s.listen(); err != nil {
+		return nil, err
+	}
+
+	s.done = make(chan struct{})
+	loops := make(chan struct{}, 2)
+	go func() {
+		defer func() { loops <- struct{}{} }()
+		if err := s.Replica.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("replica stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer func() { loops <- struct{}{} }()
+		s.gateLoop(ctx)
+	}()
+	go func() { <-loops; <-loops; close(s.done) }()
+	log.Info("revoked started", "grpc", s.grpcAddr, "http", s.httpAddr, "admin", s.adminAddr,
+		"stream", cfg.Stream, "nats", redactURL(cfg.NATS.URL))
+	return s, nil
+}
+
+func (s *Sidecar) listen() error {
+	ka := keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+	s.grpcServer = grpc.NewServer(grpc.KeepaliveParams(ka), grpc.MaxRecvMsgSize(4<<20))
+	authv3.RegisterAuthorizationServer(s.grpcServer, authz.NewGRPCServer(s.Authorizer, s.cfg.SubjectHeader))
+	s.health = health.NewServer()
+	for _, svc := range []string{"", authzService} {
+		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	healthpb.RegisterHealthServer(s.grpcServer, s.health)
+	lis, err := listen(s.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	s.grpcAddr = addrString(lis)
+	go func() { _ = s.grpcServer.Serve(lis) }()
+
+	if s.cfg.HTTPAddr != "" {
+		lis, err := listen(s.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("--http-addr: %w", err)
+		}
+		s.httpAddr = addrString(lis)
+		s.httpServer = &http.Server{
+			Handler:           authz.NewHTTPServer(s.Authorizer, s.cfg.SubjectHeader),
+			ReadHeaderTimeout: 5 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			IdleTimeout:       2 * time.Minute,
+		}
+		go func() { _ = s.httpServer.Serve(lis) }()
+	}
+
+	if s.cfg.AdminAddr != "" {
+		lis, err := listen(s.cfg.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("--admin-addr: %w", err)
+		}
+		s.adminAddr = addrString(lis)
+		s.adminSrv = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = s.adminSrv.Serve(lis) }()
+	}
+	return nil
+}
+
+// listen opens a TCP address or, for unix:///path, a Unix socket (Envoy's pipe address).
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+func addrString(l net.Listener) string {
+	if l.Addr().Network() == "unix" {
+		return "unix://" + l.Addr().String()
+	}
+	return l.Addr().String()
+}
+
+func (s *Sidecar) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if reason := s.status(); reason != "" {
+			http.Error(w, "not ready: "+reason, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	mux.HandleFunc("GET /debug/replica", func(w http.ResponseWriter, _ *http.Request) {
+		jti, cutoff := s.Set.Len()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"ready":             s.Replica.Ready(),
+			"connected":         s.Replica.Connected(),
+			"last_sequence":     s.Replica.LastSequence(),
+			"jti_entries":       jti,
+			"cutoff_entries":    cutoff,
+			"staleness_seconds": s.Replica.Staleness(time.Now()).Seconds(),
+			"gate":              s.Authorizer.Gate().String(),
+		})
+	})
+	if s.dev != nil {
+		mux.HandleFunc("GET /dev/token", s.dev.tokenHandler)
+	}
+	return mux
+}
+
+// status names what keeps the sidecar from serving; empty when it serves.
+func (s *Sidecar) status() string {
+	switch {
+	case s.stopping.Load():
+		return "shutting down"
+	case !s.Replica.Ready():
+		return "replica not caught up with the stream"
+	case !s.keys.Loaded(context.Background()):
+		return "signing keys not loaded"
+	case s.Authorizer.Gate() == authz.ReasonStale:
+		return "replica stale"
+	}
+	return ""
+}
+
+// gateLoop opens the authorizer once the replica and keys are ready, applies the
+// staleness policy, and keeps gRPC health in step.
+func (s *Sidecar) gateLoop(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	serving := false
+	for {
+		gate := authz.ReasonOK
+		switch {
+		case !s.Replica.Ready() || !s.keys.Loaded(ctx):
+			gate = authz.ReasonNotReady
+		case s.cfg.MaxStaleness > 0 && s.cfg.StalePolicy == config.StaleDeny &&
+			s.Replica.Staleness(time.Now()) > s.cfg.MaxStaleness:
+			gate = authz.ReasonStale
+		}
+		if gate != s.Authorizer.Gate() {
+			s.log.Info("check gate changed", "gate", gate.String())
+			s.Authorizer.SetGate(gate)
+		}
+		if now := gate == authz.ReasonOK && !s.stopping.Load(); now != serving {
+			serving = now
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if serving {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			for _, svc := range []string{"", authzService} {
+				s.health.SetServingStatus(svc, st)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// GRPCAddr is the address the ext_authz gRPC server listens on (unix:///path for a socket).
+func (s *Sidecar) GRPCAddr() string { return s.grpcAddr }
+
+// HTTPAddr is the HTTP ext_authz address; empty when turned off.
+func (s *Sidecar) HTTPAddr() string { return s.httpAddr }
+
+// AdminAddr is the health and metrics address.
+func (s *Sidecar) AdminAddr() string { return s.adminAddr }
+
+// Ready reports whether the sidecar answers checks (replica synced, keys loaded).
+func (s *Sidecar) Ready() bool { return s.status() == "" && s.Authorizer.Gate() == authz.ReasonOK }
+
+// Shutdown stops gracefully: health turns NOT_SERVING, listeners stop accepting,
+// in-flight checks finish (until ctx ends), then NATS closes.
+func (s *Sidecar) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	if s.health != nil {
+		s.health.Shutdown()
+	}
+	var errs []error
+	if s.grpcServer != nil {
+		stopped := make(chan struct{})
+		go func() { s.grpcServer.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			s.grpcServer.Stop()
+			errs = append(errs, fmt.Errorf("grpc: %w", ctx.Err()))
+		}
+	}
+	for _, srv := range []*http.Server{s.httpServer, s.adminSrv} {
+		if srv != nil {
+			if err := srv.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	s.Close()
+	return errors.Join(errs...)
+}
+
+// Close stops everything at once.
+func (s *Sidecar) Close() {
+	s.stopping.Store(true)
+	s.cancel()
+	if s.grpcServer != nil {
+		s.grpcServer.Stop()
+	}
+	for _, srv := range []*http.Server{s.httpServer, s.adminSrv} {
+		if srv != nil {
+			_ = srv.Close()
+		}
+	}
+	if s.done != nil {
+		<-s.done
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.dev != nil {
+		s.dev.close()
+	}
+}
+
+// redactURL drops user information from NATS URLs before they are logged.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if scheme := strings.Index(p, "://"); scheme >= 0 && scheme < at {
+				parts[i] = p[:scheme+3] + "[redacted]" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
