@@ -1,0 +1,271 @@
+package authz
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/envoyreq"
+)
+
+// In-process decision benchmarks (opa-envoy-plugin's internal_bench_test.go style): the
+// Authorizer over a 1M-entry blocklist, for a cached token, for a token seen for the
+// first time (ES256), against bare golang-jwt verification of the same token, and
+// against the naive baseline of issue 5 (no token cache, one map[string] behind one
+// mutex). Nothing here fails on timing.
+
+const benchBlocklist = 1_000_000
+
+type benchEnv struct {
+	iss    *devissuer.Issuer
+	keys   *Keys
+	set    *blocklist.Set
+	naive  *naiveBlocklist
+	verify *Verifier
+}
+
+var (
+	benchOnce sync.Once
+	benchE    *benchEnv
+)
+
+// newBenchEnv builds, once per process, an ES256 issuer, its JWKS file, and a blocklist
+// and a naive baseline list each holding 1M revoked jtis.
+func newBenchEnv(b *testing.B) *benchEnv {
+	benchOnce.Do(func() {
+		iss, err := devissuer.New("ES256", testIss, testAud)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dir, err := os.MkdirTemp("", "authz-bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		path := filepath.Join(dir, "jwks.json")
+		jwks, _ := json.Marshal(map[string]any{"keys": []any{iss.JWK()}})
+		if err := os.WriteFile(path, jwks, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		keys, err := NewKeys(context.Background(), KeysConfig{File: path}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		set := blocklist.New()
+		naive := &naiveBlocklist{m: make(map[string]int64, benchBlocklist)}
+		exp := time.Now().Add(24 * time.Hour).Unix()
+		for i := range benchBlocklist {
+			jti := "revoked-" + strconv.Itoa(i)
+			set.AddJTI(set.JTIKey(testIss, jti), exp)
+			naive.add(testIss, jti, exp)
+		}
+		vc := VerifierConfig{Issuers: []string{testIss}, Audiences: []string{testAud}, Leeway: 5 * time.Second,
+			RequireJTI: true, CutoffClaims: []string{"sub", "sid", "client_id"}}
+		benchE = &benchEnv{iss: iss, keys: keys, set: set, naive: naive, verify: NewVerifier(keys, vc)}
+	})
+	return benchE
+}
+
+func (e *benchEnv) authorizer(cache int) *Authorizer {
+	a := NewAuthorizer(e.verify, e.set, Options{CacheSize: cache, Metrics: NewMetrics(prometheus.NewRegistry())})
+	a.SetGate(ReasonOK)
+	return a
+}
+
+func (e *benchEnv) headers(n int) []string {
+	h := make([]string, n)
+	for i := range h {
+		h[i] = "Bearer " + e.iss.Token("user-"+strconv.Itoa(i), time.Hour, nil)
+	}
+	return h
+}
+
+// naiveBlocklist is the baseline: the event's strings as the key of one map behind
+// one mutex.
+type naiveBlocklist struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (n *naiveBlocklist) add(iss, jti string, exp int64) {
+	n.mu.Lock()
+	n.m[iss+"\x00"+jti] = exp
+	n.mu.Unlock()
+}
+
+func (n *naiveBlocklist) has(iss, jti string) bool {
+	n.mu.Lock()
+	_, ok := n.m[iss+"\x00"+jti]
+	n.mu.Unlock()
+	return ok
+}
+
+// naiveDecide is the baseline decision: verify every request, then look the jti up.
+func (e *benchEnv) naiveDecide(header string, now time.Time) Reason {
+	raw, r := BearerToken(header)
+	if r != ReasonOK {
+		return r
+	}
+	c, r := e.verify.Verify(raw, now)
+	if r != ReasonOK {
+		return r
+	}
+	if e.naive.has(c.Issuer, c.JTI) || e.naive.has("", c.JTI) {
+		return ReasonRevokedJTI
+	}
+	return ReasonOK
+}
+
+// BenchmarkDecideCached is the hot path: a token already verified, a 1M-entry blocklist,
+// through Check (metrics included), as the gRPC server calls it.
+func BenchmarkDecideCached(b *testing.B) {
+	e := newBenchEnv(b)
+	a := e.authorizer(10_000)
+	hs := e.headers(64)
+	for _, h := range hs {
+		if d := a.Check(h); !d.Allowed() {
+			b.Fatal(d.Reason)
+		}
+	}
+	b.Run("1M", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if d := a.Check(hs[i&63]); !d.Allowed() {
+				b.Fatal(d.Reason)
+			}
+			i++
+		}
+	})
+	b.Run("1M/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				if d := a.Check(hs[i&63]); !d.Allowed() {
+					b.Error(d.Reason)
+					return
+				}
+				i++
+			}
+		})
+	})
+}
+
+// BenchmarkDecideFirstSight is a token the cache has never seen: full ES256
+// verification, claims, blocklist keys, cache insert, lookup. The pool is re-verified
+// after a cache purge (outside the timer) each time it wraps.
+func BenchmarkDecideFirstSight(b *testing.B) {
+	e := newBenchEnv(b)
+	a := e.authorizer(10_000)
+	hs := e.headers(1024)
+	b.Run("ES256", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if i == len(hs) {
+				b.StopTimer()
+				a.cache.Purge()
+				i = 0
+				b.StartTimer()
+			}
+			if d := a.Check(hs[i]); !d.Allowed() {
+				b.Fatal(d.Reason)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkBareJWT is golang-jwt/v5 alone verifying the same kind of token with the key
+// in hand: the floor that first-sight verification is compared with.
+func BenchmarkBareJWT(b *testing.B) {
+	e := newBenchEnv(b)
+	hs := e.headers(1024)
+	pub := e.iss.PublicKey().(*ecdsa.PublicKey)
+	p := jwt.NewParser(jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(testIss), jwt.WithAudience(testAud))
+	key := func(*jwt.Token) (any, error) { return pub, nil }
+	b.Run("ES256", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			var c jwt.RegisteredClaims
+			if _, err := p.ParseWithClaims(hs[i&1023][len("Bearer "):], &c, key); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkNaiveDecide is the baseline: every request verified (no token cache), then
+// a map[string] lookup behind one mutex, over 1M entries.
+func BenchmarkNaiveDecide(b *testing.B) {
+	e := newBenchEnv(b)
+	hs := e.headers(64)
+	now := time.Now()
+	b.Run("1M", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if r := e.naiveDecide(hs[i&63], now); r != ReasonOK {
+				b.Fatal(r)
+			}
+			i++
+		}
+	})
+	b.Run("1M/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				e.naiveDecide(hs[i&63], now)
+				i++
+			}
+		})
+	})
+}
+
+// BenchmarkGRPCCheckInProcess is GRPCServer.Check without the network: header lookup in
+// an Envoy-shaped request, decision, the preallocated response.
+func BenchmarkGRPCCheckInProcess(b *testing.B) {
+	e := newBenchEnv(b)
+	a := e.authorizer(10_000)
+	s := NewGRPCServer(a, "x-revoked-sub")
+	hs := e.headers(64)
+	reqs := make([]*authv3.CheckRequest, len(hs))
+	for i, h := range hs {
+		reqs[i] = envoyreq.Check(envoyreq.Bearer(h[len("Bearer "):]))
+	}
+	ctx := context.Background()
+	b.Run("allow", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if r, _ := s.Check(ctx, reqs[i&63]); r.GetStatus().GetCode() != 0 {
+				b.Fatal(r.GetStatus())
+			}
+			i++
+		}
+	})
+	missing := envoyreq.Check(envoyreq.Request{})
+	b.Run("deny-missing", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, _ := s.Check(ctx, missing); r.GetStatus().GetCode() == 0 {
+				b.Fatal("allowed")
+			}
+		}
+	})
+}

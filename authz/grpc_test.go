@@ -1,0 +1,271 @@
+package authz
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/genproto/googleapis/rpc/code"
+
+	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/envoyreq"
+)
+
+// check sends req over the real gRPC connection and returns the response.
+func (e *testEnv) check(t *testing.T, req envoyreq.Request) *authv3.CheckResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := e.client.Check(ctx, envoyreq.Check(req))
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return resp
+}
+
+func deniedHeader(resp *authv3.CheckResponse, key string) string {
+	for _, h := range resp.GetDeniedResponse().GetHeaders() {
+		if h.GetHeader().GetKey() == key {
+			return h.GetHeader().GetValue()
+		}
+	}
+	return ""
+}
+
+func noneToken(claims jwt.MapClaims) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	h := enc([]byte(`{"alg":"none","typ":"JWT"}`))
+	p, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SigningString()
+	return h + "." + strings.Split(p, ".")[1] + "."
+}
+
+func validClaims(e *testEnv) jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{"iss": testIss, "aud": testAud, "sub": "alice", "jti": devissuer.RandomID(), "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+}
+
+// The hostile and broken tokens of issue 2: each gets the contract's 401, nothing panics.
+func TestHostileTokens(t *testing.T) {
+	e := newTestEnv(t)
+	other, _ := devissuer.New("EdDSA", testIss, testAud)
+	other.KID = "nope"
+	rsaPEM := func() []byte {
+		der, _ := x509.MarshalPKIXPublicKey(e.rsa.PublicKey())
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}()
+	hs256WithRSAKey := func() string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, validClaims(e))
+		tok.Header["kid"] = e.rsa.KID
+		s, _ := tok.SignedString(rsaPEM)
+		return s
+	}()
+	garbage := strings.Repeat("A", 64<<10)
+	now := time.Now()
+	const noCreds = `Bearer realm="revoked"`
+	invalid := func(desc string) string {
+		return `Bearer error="invalid_token", error_description="` + desc + `"`
+	}
+	cases := []struct {
+		name    string
+		headers map[string]string
+		reason  Reason
+		www     string
+	}{
+		{"no token", nil, ReasonMissingToken, noCreds},
+		{"empty header", map[string]string{"authorization": ""}, ReasonMissingToken, noCreds},
+		{"two tokens", map[string]string{"authorization": "Bearer " + e.ed.Token("a", time.Hour, nil) + ",Bearer " + e.ed.Token("b", time.Hour, nil)}, ReasonMalformed, invalid("malformed token")},
+		{"wrong scheme", map[string]string{"authorization": "Basic YWxpY2U6c2VjcmV0"}, ReasonWrongScheme, noCreds},
+		{"scheme only", map[string]string{"authorization": "Bearer"}, ReasonWrongScheme, noCreds},
+		{"alg none", map[string]string{"authorization": "Bearer " + noneToken(validClaims(e))}, ReasonBadAlgorithm, invalid("signing algorithm not accepted")},
+		{"HS256 signed with the RSA public key", map[string]string{"authorization": "Bearer " + hs256WithRSAKey}, ReasonBadAlgorithm, invalid("signing algorithm not accepted")},
+		{"unknown kid", map[string]string{"authorization": "Bearer " + other.Token("alice", time.Hour, nil)}, ReasonUnknownKey, invalid("unknown signing key")},
+		{"bad signature", map[string]string{"authorization": "Bearer " + tamper(e.ed.Token("alice", time.Hour, nil))}, ReasonBadSignature, invalid("invalid signature")},
+		{"expired", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", -time.Minute, nil)}, ReasonExpired, invalid("token expired")},
+		{"not yet valid", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"nbf": now.Add(time.Minute).Unix()})}, ReasonNotYetValid, invalid("token not yet valid")},
+		{"issued in the future", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"iat": now.Add(time.Minute).Unix()})}, ReasonNotYetValid, invalid("token not yet valid")},
+		{"wrong iss", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"iss": "https://evil.example.com"})}, ReasonWrongIssuer, invalid("issuer not accepted")},
+		{"wrong aud", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"aud": []string{"other"}})}, ReasonWrongAudience, invalid("audience not accepted")},
+		{"no aud", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"aud": nil})}, ReasonWrongAudience, invalid("audience not accepted")},
+		{"missing jti", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"jti": nil})}, ReasonMissingClaim, invalid("required claim missing")},
+		{"missing exp", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"exp": nil})}, ReasonMissingClaim, invalid("required claim missing")},
+		{"garbage", map[string]string{"authorization": "Bearer not-a-jwt"}, ReasonMalformed, invalid("malformed token")},
+		{"garbage with dots", map[string]string{"authorization": "Bearer a.b.c"}, ReasonMalformed, invalid("malformed token")},
+		{"64 KiB of garbage", map[string]string{"authorization": "Bearer " + garbage}, ReasonMalformed, invalid("malformed token")},
+		{"header not a string claim", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"sub": 42})}, ReasonMalformed, invalid("malformed token")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp := e.check(t, envoyreq.Request{Headers: c.headers})
+			if got := code.Code(resp.GetStatus().GetCode()); got != code.Code_UNAUTHENTICATED {
+				t.Fatalf("status %v, want UNAUTHENTICATED", got)
+			}
+			if got := resp.GetStatus().GetMessage(); got != c.reason.String() {
+				t.Errorf("reason %q, want %q", got, c.reason)
+			}
+			if got := resp.GetDeniedResponse().GetStatus().GetCode(); int(got) != 401 {
+				t.Errorf("HTTP status %d, want 401", got)
+			}
+			if got := deniedHeader(resp, "www-authenticate"); got != c.www {
+				t.Errorf("www-authenticate %q, want %q", got, c.www)
+			}
+			body := resp.GetDeniedResponse().GetBody()
+			for _, v := range c.headers {
+				if len(v) > 20 && strings.Contains(body, v[7:]) {
+					t.Error("denial body echoes the token")
+				}
+			}
+			if got := resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue(); got != c.reason.String() {
+				t.Errorf("metadata reason %q", got)
+			}
+		})
+	}
+}
+
+func tamper(tok string) string {
+	parts := strings.Split(tok, ".")
+	sig := []byte(parts[2])
+	if sig[3] == 'A' {
+		sig[3] = 'B'
+	} else {
+		sig[3] = 'A'
+	}
+	return parts[0] + "." + parts[1] + "." + string(sig)
+}
+
+func TestAllowSendsSubjectAndMetadata(t *testing.T) {
+	e := newTestEnv(t)
+	for _, iss := range []*devissuer.Issuer{e.ed, e.rsa} {
+		tok := iss.Token("alice", time.Hour, nil)
+		// Mixed-case scheme, and a client trying to smuggle its own subject header.
+		resp := e.check(t, envoyreq.Request{Headers: map[string]string{"authorization": "bEaReR " + tok, "x-revoked-sub": "admin"}})
+		if code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+			t.Fatalf("%s: denied: %v", iss.Alg(), resp.GetStatus())
+		}
+		hs := resp.GetOkResponse().GetHeaders()
+		if len(hs) != 1 || hs[0].GetHeader().GetKey() != "x-revoked-sub" || hs[0].GetHeader().GetValue() != "alice" ||
+			hs[0].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+			t.Fatalf("upstream headers %v", hs)
+		}
+		md := resp.GetDynamicMetadata().GetFields()
+		if md["decision"].GetStringValue() != "allow" || len(md["jti_hash"].GetStringValue()) != 12 {
+			t.Fatalf("metadata %v", md)
+		}
+	}
+}
+
+func TestRevocationFlipsCachedToken(t *testing.T) {
+	e := newTestEnv(t)
+	jti := devissuer.RandomID()
+	tok := e.ed.Token("alice", time.Hour, jwt.MapClaims{"jti": jti, "sid": "s-1", "client_id": "web"})
+	other := e.ed.Token("bob", time.Hour, nil)
+	for i := 0; i < 2; i++ { // the second check is served from the token cache
+		if resp := e.check(t, envoyreq.Bearer(tok)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+			t.Fatalf("valid token denied: %v", resp.GetStatus())
+		}
+	}
+	e.set.AddJTI(e.set.JTIKey(testIss, jti), time.Now().Add(time.Hour).Unix())
+	resp := e.check(t, envoyreq.Bearer(tok))
+	if resp.GetStatus().GetMessage() != "revoked_jti" || deniedHeader(resp, "www-authenticate") != `Bearer error="invalid_token", error_description="token revoked"` {
+		t.Fatalf("revoked token: %v %v", resp.GetStatus(), deniedHeader(resp, "www-authenticate"))
+	}
+	if resp := e.check(t, envoyreq.Bearer(other)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+		t.Fatal("revoking one token denied another")
+	}
+	// A cutoff on bob's sub, from a later time than his token's iat.
+	e.set.AddCutoff(e.set.CutoffKey("", "sub", "bob"), time.Now().Add(time.Second).Unix())
+	if resp := e.check(t, envoyreq.Bearer(other)); resp.GetStatus().GetMessage() != "revoked_cutoff" {
+		t.Fatalf("cutoff not applied: %v", resp.GetStatus())
+	}
+	// A token issued after the cutoff passes.
+	later := e.ed.Token("bob", time.Hour, jwt.MapClaims{"iat": time.Now().Add(3 * time.Second).Unix()})
+	if resp := e.check(t, envoyreq.Bearer(later)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+		t.Fatalf("token issued after the cutoff denied: %v", resp.GetStatus())
+	}
+}
+
+func TestCutoffOnAzpAndSid(t *testing.T) {
+	e := newTestEnv(t)
+	azp := e.ed.Token("carol", time.Hour, jwt.MapClaims{"azp": "mobile"})
+	sid := e.ed.Token("dave", time.Hour, jwt.MapClaims{"sid": "sess-9"})
+	e.set.AddCutoff(e.set.CutoffKey(testIss, "client_id", "mobile"), time.Now().Add(time.Second).Unix())
+	e.set.AddCutoff(e.set.CutoffKey(testIss, "sid", "sess-9"), time.Now().Add(time.Second).Unix())
+	for name, tok := range map[string]string{"azp": azp, "sid": sid} {
+		if resp := e.check(t, envoyreq.Bearer(tok)); resp.GetStatus().GetMessage() != "revoked_cutoff" {
+			t.Errorf("%s cutoff: %v", name, resp.GetStatus())
+		}
+	}
+}
+
+func TestGateFailsClosed(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.ed.Token("alice", time.Hour, nil)
+	for _, gate := range []Reason{ReasonNotReady, ReasonStale} {
+		e.a.SetGate(gate)
+		resp := e.check(t, envoyreq.Bearer(tok))
+		if code.Code(resp.GetStatus().GetCode()) != code.Code_UNAVAILABLE || resp.GetDeniedResponse().GetStatus().GetCode() != 503 {
+			t.Fatalf("gate %v: %v", gate, resp.GetStatus())
+		}
+		if deniedHeader(resp, "retry-after") == "" {
+			t.Error("503 without retry-after")
+		}
+	}
+	e.a.SetGate(ReasonOK)
+	if resp := e.check(t, envoyreq.Bearer(tok)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+		t.Fatal("open gate still denies")
+	}
+}
+
+// Envoy sends raw header bytes in header_map when encode_raw_headers is set.
+func TestHeaderMap(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.ed.Token("alice", time.Hour, nil)
+	req := envoyreq.Check(envoyreq.Request{})
+	h := req.Attributes.Request.Http
+	h.Headers = nil
+	h.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: ":path", RawValue: []byte("/")}, {Key: "authorization", RawValue: []byte("Bearer " + tok)}}}
+	resp, err := e.client.Check(context.Background(), req)
+	if err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+		t.Fatalf("header_map token: %v %v", err, resp.GetStatus())
+	}
+	h.HeaderMap.Headers = append(h.HeaderMap.Headers, &corev3.HeaderValue{Key: "authorization", RawValue: []byte("Bearer " + tok)})
+	if resp, _ := e.client.Check(context.Background(), req); resp.GetStatus().GetMessage() != "malformed" {
+		t.Fatalf("two authorization headers: %v", resp.GetStatus())
+	}
+}
+
+func TestHMACWhenConfigured(t *testing.T) {
+	secret := []byte(strings.Repeat("s", 32))
+	e := newTestEnv(t, func(_ *VerifierConfig, k *KeysConfig) { k.HMACSecret = secret })
+	good := jwt.NewWithClaims(jwt.SigningMethodHS256, validClaims(e))
+	tok, _ := good.SignedString(secret)
+	if resp := e.check(t, envoyreq.Bearer(tok)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+		t.Fatalf("HS256 with the configured secret denied: %v", resp.GetStatus())
+	}
+	// Algorithm confusion with HMAC enabled: the RSA public key is not the secret.
+	der, _ := x509.MarshalPKIXPublicKey(e.rsa.PublicKey())
+	confused := jwt.NewWithClaims(jwt.SigningMethodHS256, validClaims(e))
+	confused.Header["kid"] = e.rsa.KID
+	tok, _ = confused.SignedString(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	if resp := e.check(t, envoyreq.Bearer(tok)); resp.GetStatus().GetMessage() != "bad_signature" {
+		t.Fatalf("HS256 signed with the RSA key: %v", resp.GetStatus())
+	}
+}
+
+func TestCacheEntryNeverOutlivesExp(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.ed.Token("alice", time.Minute, nil)
+	now := time.Now()
+	if d := e.a.Decide("Bearer "+tok, now); !d.Allowed() {
+		t.Fatalf("fresh token: %v", d.Reason)
+	}
+	if d := e.a.Decide("Bearer "+tok, now.Add(2*time.Minute)); d.Reason != ReasonExpired {
+		t.Fatalf("cached token past exp: %v", d.Reason)
+	}
+}
