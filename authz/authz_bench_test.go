@@ -269,3 +269,15 @@ func BenchmarkGRPCCheckInProcess(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBearerToken is the header parse alone, for an ES256 token.
+func BenchmarkBearerToken(b *testing.B) {
+	e := newBenchEnv(b)
+	h := e.headers(1)[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, r := BearerToken(h); r != ReasonOK {
+			b.Fatal(r)
+		}
+	}
+}
