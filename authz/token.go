@@ -20,19 +20,35 @@ func BearerToken(header string) (string, Reason) {
 	if tok == "" || len(tok) > MaxTokenBytes {
 		return "", ReasonMalformed
 	}
-	dots := 0
+	dots, bad := 0, byte(0)
 	for i := 0; i < len(tok); i++ {
-		c := tok[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		case c == '.':
-			dots++
-		default:
-			return "", ReasonMalformed
-		}
+		k := tokenChars[tok[i]]
+		bad |= k & badChar
+		dots += int(k & dotChar)
 	}
-	if dots != 2 {
+	if bad != 0 || dots != 2 {
 		return "", ReasonMalformed
 	}
 	return tok, ReasonOK
 }
+
+// Classes of the bytes of a compact JWS: base64url (0), '.' (dotChar), any other byte
+// (badChar). A table lookup per byte, with no branch, is what keeps BearerToken cheap
+// on the cached path, where it is the largest cost.
+const (
+	dotChar = 1
+	badChar = 2
+)
+
+var tokenChars = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '.':
+			t[c] = dotChar
+		default:
+			t[c] = badChar
+		}
+	}
+	return t
+}()
