@@ -1,0 +1,877 @@
+// Package charts tests the Helm chart in charts/revoked: helm lint, helm template with
+// several value sets, every rendered manifest decoded strictly into k8s.io/api types, and
+// the facts a deployment depends on (the sidecar's ports match Envoy's config, probes on
+// /readyz, hardened security contexts, the values schema).
+package charts
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/revoked-dev/revoked/config"
+	"github.com/revoked-dev/revoked/envoy"
+)
+
+// helmVersion is the Helm the Makefile pins (HELM_VERSION).
+const helmVersion = "v3.22.0"
+
+const chartDir = "revoked"
+
+var helmOnce = sync.OnceValues(func() (string, error) {
+	if h := os.Getenv("HELM"); h != "" {
+		if _, err := os.Stat(h); err != nil {
+			return "", fmt.Errorf("$HELM=%s: %w", h, err)
+		}
+		return h, nil
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "bin")
+	h := filepath.Join(bin, "helm")
+	if _, err := os.Stat(h); err == nil {
+		return h, nil
+	}
+	cmd := exec.Command("go", "install", "helm.sh/helm/v3/cmd/helm@"+helmVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+bin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("$HELM is unset and `GOBIN=%s go install helm.sh/helm/v3/cmd/helm@%s` failed: %w\n%s", bin, helmVersion, err, out)
+	}
+	return h, nil
+})
+
+// helm runs the helm binary ($HELM, or bin/helm installed on first use) and returns its
+// standard output, or its error with standard error.
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	h, err := helmOnce()
+	if err != nil {
+		t.Fatalf("no helm: %v", err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(h, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// valueSet is a values file of the chart's ci/ directory ("" for the defaults) and what
+// it must render.
+type valueSet struct {
+	file  string
+	kinds map[string]int // rendered objects of each kind
+	// Only with an example: how Envoy calls revoked.
+	example *exampleWant
+}
+
+type exampleWant struct {
+	grpc      bool
+	unix      bool
+	native    bool
+	adminPort int
+}
+
+var valueSets = map[string]valueSet{
+	"default": {
+		kinds: map[string]int{"Job": 1, "Pod": 1},
+	},
+	"ingest": {
+		file:  "ci/ingest-values.yaml",
+		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "ServiceAccount": 1},
+	},
+	"example-unix": {
+		file:    "ci/example-unix-values.yaml",
+		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 1, "ConfigMap": 1, "ServiceAccount": 1},
+		example: &exampleWant{grpc: true, unix: true, native: true, adminPort: 9193},
+	},
+	"example-http": {
+		file:    "ci/example-http-values.yaml",
+		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 2, "ConfigMap": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1},
+		example: &exampleWant{grpc: false, adminPort: 9293},
+	},
+}
+
+// TestValueSetsCoverCI makes every ci/*-values.yaml part of the tests.
+func TestValueSetsCoverCI(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 2 {
+		t.Fatalf("ci/ has %d value sets, want at least 2", len(files))
+	}
+	for _, f := range files {
+		rel, _ := filepath.Rel(chartDir, f)
+		found := false
+		for _, vs := range valueSets {
+			found = found || vs.file == rel
+		}
+		if !found {
+			t.Errorf("%s is not in valueSets", rel)
+		}
+	}
+}
+
+func valueArgs(vs valueSet) []string {
+	if vs.file == "" {
+		return nil
+	}
+	return []string{"-f", filepath.Join(chartDir, vs.file)}
+}
+
+func TestLint(t *testing.T) {
+	for name, vs := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			out, err := helm(t, append([]string{"lint", "--strict", chartDir}, valueArgs(vs)...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// manifests holds the objects of one helm template run.
+type manifests struct {
+	deployments []appsv1.Deployment
+	services    []corev1.Service
+	configMaps  []corev1.ConfigMap
+	jobs        []batchv1.Job
+	pdbs        []policyv1.PodDisruptionBudget
+	sas         []corev1.ServiceAccount
+	pods        []corev1.Pod
+	kinds       map[string]int
+}
+
+// render runs helm template and decodes every document strictly into its k8s.io/api type:
+// an unknown field or a wrong type fails the test.
+func render(t *testing.T, args ...string) *manifests {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", "rel", chartDir, "--namespace", "ns"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeAll(t, out)
+}
+
+func decodeAll(t *testing.T, out string) *manifests {
+	t.Helper()
+	m := &manifests{kinds: map[string]int{}}
+	for _, doc := range strings.Split(out, "\n---\n") {
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("%v in\n%s", err, doc)
+		}
+		if meta.Kind == "" {
+			continue // only comments
+		}
+		m.kinds[meta.Kind]++
+		var err error
+		switch meta.APIVersion + " " + meta.Kind {
+		case "apps/v1 Deployment":
+			m.deployments = append(m.deployments, strict[appsv1.Deployment](doc, &err))
+		case "v1 Service":
+			m.services = append(m.services, strict[corev1.Service](doc, &err))
+		case "v1 ConfigMap":
+			m.configMaps = append(m.configMaps, strict[corev1.ConfigMap](doc, &err))
+		case "batch/v1 Job":
+			m.jobs = append(m.jobs, strict[batchv1.Job](doc, &err))
+		case "policy/v1 PodDisruptionBudget":
+			m.pdbs = append(m.pdbs, strict[policyv1.PodDisruptionBudget](doc, &err))
+		case "v1 ServiceAccount":
+			m.sas = append(m.sas, strict[corev1.ServiceAccount](doc, &err))
+		case "v1 Pod":
+			m.pods = append(m.pods, strict[corev1.Pod](doc, &err))
+		default:
+			t.Fatalf("unexpected %s %s", meta.APIVersion, meta.Kind)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v in\n%s", meta.Kind, err, doc)
+		}
+	}
+	return m
+}
+
+func strict[T any](doc string, errp *error) T {
+	var v T
+	*errp = yaml.UnmarshalStrict([]byte(doc), &v)
+	return v
+}
+
+func TestTemplate(t *testing.T) {
+	for name, vs := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			m := render(t, valueArgs(vs)...)
+			for k, n := range vs.kinds {
+				if m.kinds[k] != n {
+					t.Errorf("%d %s, want %d", m.kinds[k], k, n)
+				}
+			}
+			for k, n := range m.kinds {
+				if vs.kinds[k] == 0 {
+					t.Errorf("unexpected %d %s", n, k)
+				}
+			}
+			for _, p := range m.podSpecs() {
+				checkPod(t, p.name, p.spec)
+			}
+			checkStreamInit(t, m)
+			checkTestPod(t, m)
+			if m.kinds["PodDisruptionBudget"] > 0 || vs.file == "ci/ingest-values.yaml" {
+				checkIngest(t, m)
+			}
+			if vs.example != nil {
+				checkExample(t, m, *vs.example)
+			}
+			checkServices(t, m)
+		})
+	}
+}
+
+type namedPod struct {
+	name string
+	spec corev1.PodSpec
+	meta map[string]string // pod labels
+}
+
+func (m *manifests) podSpecs() []namedPod {
+	var out []namedPod
+	for _, d := range m.deployments {
+		out = append(out, namedPod{"Deployment " + d.Name, d.Spec.Template.Spec, d.Spec.Template.Labels})
+	}
+	for _, j := range m.jobs {
+		out = append(out, namedPod{"Job " + j.Name, j.Spec.Template.Spec, j.Spec.Template.Labels})
+	}
+	for _, p := range m.pods {
+		out = append(out, namedPod{"Pod " + p.Name, p.Spec, p.Labels})
+	}
+	return out
+}
+
+// checkPod checks what every pod of the chart must have: each container non-root, with a
+// read-only root filesystem, no privilege escalation and every capability dropped; and
+// every volume mount backed by a volume of the pod.
+func checkPod(t *testing.T, name string, spec corev1.PodSpec) {
+	t.Helper()
+	volumes := map[string]bool{}
+	for _, v := range spec.Volumes {
+		if volumes[v.Name] {
+			t.Errorf("%s: volume %s twice", name, v.Name)
+		}
+		volumes[v.Name] = true
+	}
+	psc := spec.SecurityContext
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Errorf("%s: the service account token is mounted", name)
+	}
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		where := name + " container " + c.Name
+		sc := c.SecurityContext
+		if sc == nil {
+			t.Errorf("%s: no securityContext", where)
+			continue
+		}
+		nonRoot := (sc.RunAsNonRoot != nil && *sc.RunAsNonRoot) || (sc.RunAsNonRoot == nil && psc != nil && psc.RunAsNonRoot != nil && *psc.RunAsNonRoot)
+		if !nonRoot {
+			t.Errorf("%s: may run as root", where)
+		}
+		if uid := runAsUser(spec, c); uid == nil || *uid == 0 {
+			t.Errorf("%s: no non-zero runAsUser (an image's named USER cannot be checked by runAsNonRoot)", where)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s: root filesystem is writable", where)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("%s: privilege escalation allowed", where)
+		}
+		if sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("%s: privileged", where)
+		}
+		if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+			t.Errorf("%s: capabilities %+v, want drop [ALL] and no add", where, sc.Capabilities)
+		}
+		for _, vm := range c.VolumeMounts {
+			if !volumes[vm.Name] {
+				t.Errorf("%s: mounts %s, which is not a volume of the pod", where, vm.Name)
+			}
+		}
+	}
+}
+
+func runAsUser(spec corev1.PodSpec, c corev1.Container) *int64 {
+	if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+		return c.SecurityContext.RunAsUser
+	}
+	if spec.SecurityContext != nil {
+		return spec.SecurityContext.RunAsUser
+	}
+	return nil
+}
+
+// flags reads a container's --name=value arguments; repeated flags keep the last value.
+func flags(c corev1.Container) map[string]string {
+	out := map[string]string{}
+	for _, a := range c.Args {
+		if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(k, "--") {
+			out[strings.TrimPrefix(k, "--")] = v
+		}
+	}
+	return out
+}
+
+func splitPort(t *testing.T, addr string) (string, int32) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+	n, err := strconv.ParseInt(p, 10, 32)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+	return h, int32(n)
+}
+
+func namedPort(c corev1.Container, name string) (int32, bool) {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort, true
+		}
+	}
+	return 0, false
+}
+
+// checkProbe checks that a probe is an HTTP GET of path on the named port, and that the
+// port is the one the process listens on at addr (--admin-addr), bound beyond loopback so
+// the kubelet reaches it.
+func checkProbe(t *testing.T, where string, c corev1.Container, p *corev1.Probe, path string) {
+	t.Helper()
+	if p == nil || p.HTTPGet == nil {
+		t.Errorf("%s: probe %+v, want an HTTP GET of %s", where, p, path)
+		return
+	}
+	if p.HTTPGet.Path != path {
+		t.Errorf("%s: probe path %s, want %s", where, p.HTTPGet.Path, path)
+	}
+	port, ok := namedPort(c, p.HTTPGet.Port.StrVal)
+	if !ok {
+		t.Errorf("%s: probe port %v is not a named port of the container", where, p.HTTPGet.Port)
+		return
+	}
+	host, lport := splitPort(t, flags(c)["admin-addr"])
+	if lport != port {
+		t.Errorf("%s: probe port %d, but --admin-addr listens on %d", where, port, lport)
+	}
+	if host != "0.0.0.0" {
+		t.Errorf("%s: --admin-addr on %s: the kubelet cannot reach it", where, host)
+	}
+}
+
+// revokedContainer finds the revoked sidecar of a pod and says whether it is native.
+func revokedContainer(t *testing.T, name string, spec corev1.PodSpec) (corev1.Container, bool) {
+	t.Helper()
+	for _, c := range spec.InitContainers {
+		if c.Name == "revoked" {
+			if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+				t.Fatalf("%s: revoked is an init container without restartPolicy: Always", name)
+			}
+			return c, true
+		}
+	}
+	for _, c := range spec.Containers {
+		if c.Name == "revoked" {
+			return c, false
+		}
+	}
+	t.Fatalf("%s: no revoked container", name)
+	return corev1.Container{}, false
+}
+
+func container(t *testing.T, spec corev1.PodSpec, name string) corev1.Container {
+	t.Helper()
+	for _, c := range spec.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no container %s", name)
+	return corev1.Container{}
+}
+
+// checkSidecar checks the revoked container the named template renders for a workload.
+func checkSidecar(t *testing.T, where string, c corev1.Container) {
+	t.Helper()
+	f := flags(c)
+	checkProbe(t, where+" readiness", c, c.ReadinessProbe, "/readyz")
+	checkProbe(t, where+" startup", c, c.StartupProbe, "/readyz")
+	checkProbe(t, where+" liveness", c, c.LivenessProbe, "/healthz")
+	grpc := f["grpc-addr"]
+	if !strings.HasPrefix(grpc, "unix://") {
+		host, port := splitPort(t, grpc)
+		if host != "127.0.0.1" {
+			t.Errorf("%s: --grpc-addr %s is not on loopback", where, grpc)
+		}
+		if p, ok := namedPort(c, "revoked-grpc"); !ok || p != port {
+			t.Errorf("%s: port revoked-grpc %d, want %d (--grpc-addr)", where, p, port)
+		}
+	} else if _, ok := namedPort(c, "revoked-grpc"); ok {
+		t.Errorf("%s: port revoked-grpc declared for a Unix socket", where)
+	}
+	if h := f["http-addr"]; h != "" {
+		host, port := splitPort(t, h)
+		if host != "127.0.0.1" {
+			t.Errorf("%s: --http-addr %s is not on loopback", where, h)
+		}
+		if p, ok := namedPort(c, "revoked-http"); !ok || p != port {
+			t.Errorf("%s: port revoked-http %d, want %d (--http-addr)", where, p, port)
+		}
+	}
+	if f["nats-url"] == "" {
+		t.Errorf("%s: no --nats-url", where)
+	}
+	if (f["jwks-url"] == "") == (f["jwks-file"] == "") {
+		t.Errorf("%s: want exactly one of --jwks-url and --jwks-file, have %v", where, c.Args)
+	}
+}
+
+// checkExample checks the example workload's wiring: Envoy's bootstrap (loaded strictly
+// with go-control-plane and validated) calls the address revoked listens on, and the
+// Service reaches Envoy's listener.
+func checkExample(t *testing.T, m *manifests, want exampleWant) {
+	t.Helper()
+	var dep *appsv1.Deployment
+	for i := range m.deployments {
+		if strings.HasSuffix(m.deployments[i].Name, "-example") {
+			dep = &m.deployments[i]
+		}
+	}
+	if dep == nil {
+		t.Fatal("no example Deployment")
+	}
+	spec := dep.Spec.Template.Spec
+	rc, native := revokedContainer(t, dep.Name, spec)
+	if native != want.native {
+		t.Errorf("revoked native sidecar = %v, want %v", native, want.native)
+	}
+	checkSidecar(t, "example revoked", rc)
+	if _, p := splitPort(t, flags(rc)["admin-addr"]); int(p) != want.adminPort {
+		t.Errorf("--admin-addr port %d, want %d", p, want.adminPort)
+	}
+	if len(m.configMaps) != 1 {
+		t.Fatalf("%d ConfigMaps, want Envoy's", len(m.configMaps))
+	}
+	boot, err := envoy.Load([]byte(m.configMaps[0].Data["envoy.yaml"]))
+	if err != nil {
+		t.Fatalf("Envoy config of the example: %v", err)
+	}
+	targets, err := envoy.ExtAuthzTargets(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(targets) != 1 {
+		t.Fatalf("%d ext_authz filters, want 1", len(targets))
+	}
+	tg := targets[0]
+	if tg.FailureModeAllow {
+		t.Error("Envoy fails open")
+	}
+	if tg.GRPC != want.grpc {
+		t.Errorf("Envoy calls revoked over gRPC = %v, want %v", tg.GRPC, want.grpc)
+	}
+	listen := flags(rc)["http-addr"]
+	if want.grpc {
+		listen = flags(rc)["grpc-addr"]
+	}
+	if tg.Address != listen {
+		t.Errorf("Envoy's ext_authz cluster calls %s, revoked listens on %s", tg.Address, listen)
+	}
+	ev := container(t, spec, "envoy")
+	if want.unix {
+		if tg.Address != "unix://"+envoy.SocketPath {
+			t.Errorf("socket %s, want the default %s", tg.Address, envoy.SocketPath)
+		}
+		dir := filepath.Dir(strings.TrimPrefix(tg.Address, "unix://"))
+		mounted := func(c corev1.Container) string {
+			for _, vm := range c.VolumeMounts {
+				if vm.MountPath == dir {
+					return vm.Name
+				}
+			}
+			return ""
+		}
+		if v := mounted(rc); v == "" || mounted(ev) != v {
+			t.Errorf("revoked mounts %q and Envoy %q at %s, want the same volume", mounted(rc), mounted(ev), dir)
+		}
+		if u, e := runAsUser(spec, rc), runAsUser(spec, ev); u == nil || e == nil || *u != *e {
+			t.Error("Envoy and revoked run as different users: Envoy cannot write to the socket")
+		}
+	}
+	// Envoy's listener is the port the Service sends to.
+	lport := boot.GetStaticResources().GetListeners()[0].GetAddress().GetSocketAddress().GetPortValue()
+	if p, ok := namedPort(ev, "http"); !ok || uint32(p) != lport {
+		t.Errorf("Envoy container port http %d, listener on %d", p, lport)
+	}
+	for _, s := range m.services {
+		if strings.HasSuffix(s.Name, "-example") {
+			if s.Spec.Ports[0].TargetPort.StrVal != "http" {
+				t.Errorf("example Service targets %v, want Envoy's port http", s.Spec.Ports[0].TargetPort)
+			}
+		}
+	}
+}
+
+func checkIngest(t *testing.T, m *manifests) {
+	t.Helper()
+	var dep *appsv1.Deployment
+	for i := range m.deployments {
+		if strings.HasSuffix(m.deployments[i].Name, "-ingest") {
+			dep = &m.deployments[i]
+		}
+	}
+	if dep == nil {
+		t.Fatal("no ingest Deployment")
+	}
+	c := container(t, dep.Spec.Template.Spec, "ingest")
+	if len(c.Args) == 0 || c.Args[0] != "ingest" {
+		t.Errorf("args %v, want the ingest subcommand first", c.Args)
+	}
+	checkProbe(t, "ingest readiness", c, c.ReadinessProbe, "/readyz")
+	checkProbe(t, "ingest startup", c, c.StartupProbe, "/readyz")
+	checkProbe(t, "ingest liveness", c, c.LivenessProbe, "/healthz")
+	_, api := splitPort(t, flags(c)["listen"])
+	if p, ok := namedPort(c, "api"); !ok || p != api {
+		t.Errorf("port api %d, --listen on %d", p, api)
+	}
+	if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Error("ingest has no memory request and limit")
+	}
+	if len(m.pdbs) != 1 {
+		t.Fatalf("%d PodDisruptionBudgets, want 1", len(m.pdbs))
+	}
+	sel := labels.SelectorFromSet(m.pdbs[0].Spec.Selector.MatchLabels)
+	if !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
+		t.Error("the PodDisruptionBudget does not select the ingest pods")
+	}
+	if m.pdbs[0].Spec.MinAvailable == nil || m.pdbs[0].Spec.MinAvailable.IntValue() >= int(*dep.Spec.Replicas) {
+		t.Errorf("minAvailable %v with %d replicas blocks every eviction", m.pdbs[0].Spec.MinAvailable, *dep.Spec.Replicas)
+	}
+}
+
+// checkServices checks that each Service selects a Deployment's pods and targets a named
+// port of them.
+func checkServices(t *testing.T, m *manifests) {
+	t.Helper()
+	for _, s := range m.services {
+		sel := labels.SelectorFromSet(s.Spec.Selector)
+		var match []appsv1.Deployment
+		for _, d := range m.deployments {
+			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				match = append(match, d)
+			}
+		}
+		if len(match) != 1 {
+			t.Errorf("Service %s selects %d Deployments, want 1", s.Name, len(match))
+			continue
+		}
+		for _, sp := range s.Spec.Ports {
+			found := false
+			for _, c := range match[0].Spec.Template.Spec.Containers {
+				_, ok := namedPort(c, sp.TargetPort.StrVal)
+				found = found || ok
+			}
+			if !found {
+				t.Errorf("Service %s port %s targets %v, no such container port", s.Name, sp.Name, sp.TargetPort)
+			}
+		}
+	}
+}
+
+func checkStreamInit(t *testing.T, m *manifests) {
+	t.Helper()
+	if len(m.jobs) != 1 {
+		t.Fatalf("%d Jobs, want the stream-init Job", len(m.jobs))
+	}
+	j := m.jobs[0]
+	if hook := j.Annotations["helm.sh/hook"]; hook != "pre-install,pre-upgrade" {
+		t.Errorf("stream-init hook %q", hook)
+	}
+	c := j.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(c.Command, []string{"/usr/local/bin/revokectl"}) || len(c.Args) < 2 || c.Args[0] != "stream" || c.Args[1] != "init" {
+		t.Errorf("stream-init runs %v %v, want revokectl stream init", c.Command, c.Args)
+	}
+	f := flags(c)
+	for _, k := range []string{"nats-url", "stream", "subject-prefix", "max-token-lifetime", "duplicate-window", "replicas"} {
+		if f[k] == "" {
+			t.Errorf("stream-init without --%s", k)
+		}
+	}
+}
+
+// checkTestPod checks the helm test pod: revoked as a native sidecar whose startup probe is
+// the kubelet's gRPC health check on the port revoked serves gRPC on.
+func checkTestPod(t *testing.T, m *manifests) {
+	t.Helper()
+	if len(m.pods) != 1 {
+		t.Fatalf("%d Pods, want the helm test pod", len(m.pods))
+	}
+	p := m.pods[0]
+	if p.Annotations["helm.sh/hook"] != "test" {
+		t.Errorf("test pod hook %q", p.Annotations["helm.sh/hook"])
+	}
+	if p.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("test pod restartPolicy %s", p.Spec.RestartPolicy)
+	}
+	rc, native := revokedContainer(t, p.Name, p.Spec)
+	if !native {
+		t.Fatal("revoked is not a native sidecar in the test pod: the pod would never complete")
+	}
+	sp := rc.StartupProbe
+	if sp == nil || sp.GRPC == nil {
+		t.Fatalf("startup probe %+v, want gRPC health", sp)
+	}
+	host, port := splitPort(t, flags(rc)["grpc-addr"])
+	if host != "0.0.0.0" || sp.GRPC.Port != port {
+		t.Errorf("gRPC health probe on %d, revoked's gRPC on %s:%d", sp.GRPC.Port, host, port)
+	}
+	if sp.GRPC.Service == nil || *sp.GRPC.Service != "envoy.service.auth.v3.Authorization" {
+		t.Errorf("gRPC health service %v", sp.GRPC.Service)
+	}
+	checkProbe(t, "test revoked readiness", rc, rc.ReadinessProbe, "/readyz")
+	_, httpPort := splitPort(t, flags(rc)["http-addr"])
+	script := strings.Join(container(t, p.Spec, "check-http").Args, "\n")
+	if !strings.Contains(script, fmt.Sprintf("http://127.0.0.1:%d/", httpPort)) {
+		t.Errorf("the checks do not call revoked's HTTP port %d", httpPort)
+	}
+	if !strings.Contains(script, `Bearer realm="revoked"`) || !strings.Contains(script, `error="invalid_token"`) {
+		t.Error("the checks do not expect the contract's 401 challenges")
+	}
+	for _, c := range p.Spec.Containers {
+		if c.Name == "check-grpc" {
+			if !slices.Equal(c.Args[:3], []string{"check", "--addr", fmt.Sprintf("127.0.0.1:%d", port)}) {
+				t.Errorf("check-grpc args %v", c.Args)
+			}
+		}
+	}
+}
+
+// TestDefaultsMatchContract checks that the sidecar rendered with the default values
+// listens where the contract (config package) and envoy/sidecar*.yaml say.
+func TestDefaultsMatchContract(t *testing.T) {
+	out, err := helm(t, "template", "rel", chartDir, "--namespace", "ns", "--set", "example.enabled=true",
+		"--set", "sidecar.jwks.url=https://idp.example.com/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decodeAll(t, out)
+	for _, p := range m.podSpecs() {
+		checkPod(t, p.name, p.spec)
+	}
+	// The example's Envoy calls the sidecar over gRPC on TCP loopback.
+	checkExample(t, m, exampleWant{grpc: true, adminPort: 9193})
+	var dep appsv1.Deployment
+	for _, d := range m.deployments {
+		if strings.HasSuffix(d.Name, "-example") {
+			dep = d
+		}
+	}
+	rc, _ := revokedContainer(t, "example", dep.Spec.Template.Spec)
+	f := flags(rc)
+	if f["grpc-addr"] != config.DefaultGRPCAddr {
+		t.Errorf("--grpc-addr %s, contract default %s", f["grpc-addr"], config.DefaultGRPCAddr)
+	}
+	if f["http-addr"] != config.DefaultHTTPAddr {
+		t.Errorf("--http-addr %s, contract default %s", f["http-addr"], config.DefaultHTTPAddr)
+	}
+	_, cport := splitPort(t, config.DefaultAdminAddr)
+	if _, p := splitPort(t, f["admin-addr"]); p != cport {
+		t.Errorf("--admin-addr port %d, contract default %d", p, cport)
+	}
+	var vals struct {
+		Sidecar struct {
+			SocketPath string `json:"socketPath"`
+		} `json:"sidecar"`
+	}
+	data, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &vals); err != nil {
+		t.Fatal(err)
+	}
+	if vals.Sidecar.SocketPath != envoy.SocketPath {
+		t.Errorf("sidecar.socketPath %s, envoy/sidecar-unix.yaml uses %s", vals.Sidecar.SocketPath, envoy.SocketPath)
+	}
+}
+
+// TestSchemaRejects shows that values.schema.json refuses wrong types, unknown keys and
+// values outside their enums, and says where.
+func TestSchemaRejects(t *testing.T) {
+	cases := map[string]struct {
+		set  string
+		want string
+	}{
+		"wrong type":              {"sidecar.ports.grpc=abc", "at '/sidecar/ports/grpc': got string, want integer"},
+		"wrong type, bool":        {"ingest.enabled=maybe", "at '/ingest/enabled': got string, want boolean"},
+		"unknown key":             {"sidecar.grpcPort=9191", "at '/sidecar': additional properties 'grpcPort' not allowed"},
+		"unknown top-level key":   {"replicas=2", "additional properties 'replicas' not allowed"},
+		"unknown nested key":      {"nats.tls.cert=x", "at '/nats/tls': additional properties 'cert' not allowed"},
+		"enum":                    {"sidecar.transport=udp", "at '/sidecar/transport'"},
+		"duration":                {"sidecar.maxTokenLifetime=1day", "at '/sidecar/maxTokenLifetime'"},
+		"port out of range":       {"sidecar.ports.admin=70000", "at '/sidecar/ports/admin'"},
+		"stream replicas":         {"streamInit.replicas=2", "at '/streamInit/replicas'"},
+		"NATS URL without scheme": {"nats.url=nats.example.com:4222", "at '/nats/url'"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := helm(t, "template", "rel", chartDir, "--set", tc.set)
+			if err == nil {
+				t.Fatalf("--set %s was accepted", tc.set)
+			}
+			if !strings.Contains(err.Error(), "values don't meet the specifications of the schema") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("--set %s: error does not say %q:\n%v", tc.set, tc.want, err)
+			}
+		})
+	}
+}
+
+// TestTemplateFailures shows the chart refusing settings that cannot work.
+func TestTemplateFailures(t *testing.T) {
+	cases := map[string]struct {
+		sets []string
+		want string
+	}{
+		"ingest without caller authentication": {[]string{"ingest.enabled=true"}, "needs caller authentication"},
+		"mutual TLS without TLS":               {[]string{"ingest.enabled=true", "ingest.auth.clientCASecret.name=ca"}, "needs ingest.tls.secretName"},
+		"two JWKS sources":                     {[]string{"sidecar.jwks.url=https://idp/jwks", "sidecar.jwks.configMap.name=jwks"}, "exclude each other"},
+		"HTTP example with HTTP off":           {[]string{"example.enabled=true", "example.authzMode=http", "sidecar.ports.http=0", "sidecar.jwks.url=https://idp/jwks"}, "needs sidecar.ports.http"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"template", "rel", chartDir}
+			for _, s := range tc.sets {
+				args = append(args, "--set", s)
+			}
+			_, err := helm(t, args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestSubchartNamedTemplate renders a parent chart that depends on revoked and adds the
+// sidecar to its own Deployment through .Subcharts.revoked, as the README tells users to.
+func TestSubchartNamedTemplate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "charts", "revoked"), os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"Chart.yaml": "apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n  - name: revoked\n    version: 0.1.0\n",
+		"values.yaml": `revoked:
+  sidecar:
+    transport: unix
+    jwks:
+      configMap:
+        name: idp-jwks
+  nats:
+    credentialsSecret:
+      name: shop-nats
+`,
+		"templates/deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+spec:
+  selector:
+    matchLabels: {app: shop}
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+      containers:
+        - name: shop
+          image: shop:1
+          securityContext:
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            capabilities: {drop: ["ALL"]}
+        - name: envoy
+          image: envoyproxy/envoy:v1.36-latest
+          securityContext:
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            capabilities: {drop: ["ALL"]}
+          volumeMounts:
+            {{- include "revoked.socketVolumeMount" .Subcharts.revoked | nindent 12 }}
+        {{- include "revoked.sidecar" .Subcharts.revoked | nindent 8 }}
+      volumes:
+        {{- include "revoked.sidecarVolumes" .Subcharts.revoked | nindent 8 }}
+`,
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := helm(t, "template", "shop", dir, "--namespace", "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decodeAll(t, out)
+	var shop *appsv1.Deployment
+	for i := range m.deployments {
+		if m.deployments[i].Name == "shop" {
+			shop = &m.deployments[i]
+		}
+	}
+	if shop == nil {
+		t.Fatal("no shop Deployment")
+	}
+	spec := shop.Spec.Template.Spec
+	checkPod(t, "shop", spec)
+	rc, _ := revokedContainer(t, "shop", spec)
+	checkSidecar(t, "shop revoked", rc)
+	f := flags(rc)
+	if f["grpc-addr"] != "unix://"+envoy.SocketPath {
+		t.Errorf("--grpc-addr %s, want the parent's unix transport", f["grpc-addr"])
+	}
+	if f["nats-creds"] == "" || f["jwks-file"] == "" {
+		t.Errorf("the parent's values did not reach the sidecar: %v", rc.Args)
+	}
+	if rc.Image != "ghcr.io/revoked-dev/revoked:0.1.0" {
+		t.Errorf("image %s, want the revoked chart's appVersion", rc.Image)
+	}
+	if len(m.pods) != 1 || len(m.jobs) != 1 {
+		t.Errorf("the subchart's test pod and stream-init Job: %d, %d", len(m.pods), len(m.jobs))
+	}
+}
