@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoked-dev/revoked/stream"
+)
+
+var streamInitCmd = &command{
+	path:    "stream init",
+	args:    "[flags]",
+	summary: "create the revocation stream, or update it to these settings",
+	help: `
+The stream keeps every revocation event for as long as a token it revokes can live
+(--max-token-lifetime, the stream's MaxAge), on file storage, with a duplicate window in
+which a retried event (same Nats-Msg-Id) is stored once. On a NATS cluster give it
+--replicas 3. Running it again updates the stream; sidecars only read it.
+
+Examples:
+  revokectl stream init
+  revokectl stream init --max-token-lifetime 12h --replicas 3 --nats-url nats://nats:4222`,
+	nats: true,
+	setup: func(fs *flag.FlagSet) func(*env, *conn, []string) error {
+		var s stream.Settings
+		fs.DurationVar(&s.MaxTokenLifetime, "max-token-lifetime", 24*time.Hour, "longest lifetime of a token, a `DURATION`: how long events are kept (the stream's MaxAge)")
+		fs.DurationVar(&s.DuplicateWindow, "duplicate-window", 2*time.Minute, "`DURATION` in which an event published twice (same Nats-Msg-Id) is stored once")
+		fs.IntVar(&s.Replicas, "replicas", 1, "`N` copies of the stream on a NATS cluster (1, 3 or 5)")
+		return func(e *env, c *conn, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			switch {
+			case s.MaxTokenLifetime <= 0:
+				return usagef("--max-token-lifetime must be positive")
+			case s.DuplicateWindow < 2*time.Minute:
+				return usagef("--duplicate-window must be at least 2m (CONTRACT section 2)")
+			case s.DuplicateWindow > s.MaxTokenLifetime:
+				return usagef("--duplicate-window cannot exceed --max-token-lifetime")
+			case s.Replicas < 1 || s.Replicas > 5:
+				return usagef("--replicas must be 1 to 5")
+			}
+			s.Name, s.SubjectPrefix = c.stream, c.subjectPrefix
+			nc, js, err := c.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			verb := "updated"
+			if _, err := js.Stream(e.ctx, s.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
+				verb = "created"
+			}
+			st, err := stream.Ensure(e.ctx, js, s)
+			if err != nil {
+				return err
+			}
+			cfg := st.CachedInfo().Config
+			fmt.Fprintf(e.stdout, "stream %s %s: subjects %s, %s storage, max age %s, duplicate window %s, %d replica(s)\n",
+				cfg.Name, verb, strings.Join(cfg.Subjects, ","), cfg.Storage, cfg.MaxAge, cfg.Duplicates, cfg.Replicas)
+			return nil
+		}
+	},
+}
+
+var streamInfoCmd = &command{
+	path:    "stream info",
+	args:    "[flags]",
+	summary: "show the stream's messages, bytes, first and last sequence, and age",
+	help: `
+Examples:
+  revokectl stream info
+  revokectl stream info --json | jq .messages`,
+	nats: true,
+	setup: func(fs *flag.FlagSet) func(*env, *conn, []string) error {
+		asJSON := fs.Bool("json", false, "print JSON instead of a table")
+		return func(e *env, c *conn, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q", args[0])
+			}
+			nc, js, err := c.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			st, err := js.Stream(e.ctx, c.stream)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("%s: %w", c.stream, stream.ErrNoStream)
+			}
+			if err != nil {
+				return err
+			}
+			info, err := st.Info(e.ctx)
+			if err != nil {
+				return err
+			}
+			return printStreamInfo(e, info, time.Now(), *asJSON)
+		}
+	},
+}
+
+type streamSummary struct {
+	Stream          string    `json:"stream"`
+	Subjects        []string  `json:"subjects"`
+	Messages        uint64    `json:"messages"`
+	Bytes           uint64    `json:"bytes"`
+	FirstSeq        uint64    `json:"first_seq"`
+	FirstTime       time.Time `json:"first_time"`
+	LastSeq         uint64    `json:"last_seq"`
+	LastTime        time.Time `json:"last_time"`
+	AgeSeconds      float64   `json:"age_seconds"` // age of the oldest event kept
+	MaxAge          string    `json:"max_age"`
+	DuplicateWindow string    `json:"duplicate_window"`
+	Replicas        int       `json:"replicas"`
+	Storage         string    `json:"storage"`
+}
+
+func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON bool) error {
+	st := info.State
+	s := streamSummary{
+		Stream: info.Config.Name, Subjects: info.Config.Subjects,
+		Messages: st.Msgs, Bytes: st.Bytes,
+		FirstSeq: st.FirstSeq, FirstTime: st.FirstTime.UTC(),
+		LastSeq: st.LastSeq, LastTime: st.LastTime.UTC(),
+		MaxAge: info.Config.MaxAge.String(), DuplicateWindow: info.Config.Duplicates.String(),
+		Replicas: info.Config.Replicas, Storage: info.Config.Storage.String(),
+	}
+	if st.Msgs > 0 {
+		s.AgeSeconds = now.Sub(st.FirstTime).Seconds()
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "stream\t%s\n", s.Stream)
+	fmt.Fprintf(tw, "subjects\t%s\n", strings.Join(s.Subjects, ", "))
+	fmt.Fprintf(tw, "messages\t%d\n", s.Messages)
+	fmt.Fprintf(tw, "bytes\t%d (%s)\n", s.Bytes, humanBytes(s.Bytes))
+	if st.Msgs == 0 {
+		fmt.Fprintf(tw, "first sequence\t%d (no events)\n", s.FirstSeq)
+		fmt.Fprintf(tw, "last sequence\t%d\n", s.LastSeq)
+		fmt.Fprintf(tw, "age\t-\n")
+	} else {
+		fmt.Fprintf(tw, "first sequence\t%d at %s\n", s.FirstSeq, s.FirstTime.Format(time.RFC3339))
+		fmt.Fprintf(tw, "last sequence\t%d at %s (%s ago)\n", s.LastSeq, s.LastTime.Format(time.RFC3339), roundAge(now.Sub(st.LastTime)))
+		fmt.Fprintf(tw, "age\t%s (oldest event kept)\n", roundAge(now.Sub(st.FirstTime)))
+	}
+	fmt.Fprintf(tw, "max age\t%s\n", s.MaxAge)
+	fmt.Fprintf(tw, "duplicate window\t%s\n", s.DuplicateWindow)
+	fmt.Fprintf(tw, "storage\t%s, %d replica(s)\n", s.Storage, s.Replicas)
+	return tw.Flush()
+}
+
+func roundAge(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
