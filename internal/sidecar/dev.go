@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,24 +40,14 @@ func startDev(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (*devE
 	d := &devEnv{dir: dir}
 	// The contract's default port when it is free, so that the printed commands work
 	// with their defaults; any free port otherwise.
-	port := 4222
-	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
-		port = -1
-	} else {
-		l.Close()
+	for _, port := range []int{4222, -1} {
+		if d.nats, err = startNATS(filepath.Join(dir, "jetstream"), port); err == nil {
+			break
+		}
 	}
-	d.nats, err = server.NewServer(&server.Options{
-		ServerName: "revoked-dev", Host: "127.0.0.1", Port: port,
-		JetStream: true, StoreDir: filepath.Join(dir, "jetstream"), NoSigs: true, NoLog: true,
-	})
 	if err != nil {
 		d.close()
-		return nil, fmt.Errorf("dev nats: %w", err)
-	}
-	d.nats.Start()
-	if !d.nats.ReadyForConnections(10 * time.Second) {
-		d.close()
-		return nil, fmt.Errorf("dev nats did not start")
+		return nil, err
 	}
 	nc, err := nats.Connect(d.nats.ClientURL())
 	if err != nil {
@@ -86,6 +75,22 @@ func startDev(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (*devE
 	cfg.Audiences = []string{DevAudience}
 	log.Info("dev mode: embedded NATS with JetStream", "url", cfg.NATS.URL, "jwks", jwks)
 	return d, nil
+}
+
+func startNATS(storeDir string, port int) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "revoked-dev", Host: "127.0.0.1", Port: port,
+		JetStream: true, StoreDir: storeDir, NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dev nats: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(5 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("dev nats did not start on port %d", port)
+	}
+	return ns, nil
 }
 
 // Token mints a dev token for sub, valid for an hour.

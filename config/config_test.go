@@ -1,0 +1,66 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsMatchContract(t *testing.T) {
+	c, err := Parse("revoked", []string{"--jwks-file", "k.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		c.GRPCAddr: "127.0.0.1:9191", c.HTTPAddr: "127.0.0.1:9192", c.AdminAddr: "127.0.0.1:9193",
+		c.NATS.URL: "nats://127.0.0.1:4222", c.Stream: "REVOCATIONS",
+	} {
+		if got != want {
+			t.Errorf("default %q, want %q", got, want)
+		}
+	}
+	if strings.Join(c.CutoffClaims, ",") != "sub,sid,client_id" {
+		t.Errorf("cutoff claims %v", c.CutoffClaims)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Setenv("REVOKED_NATS_URL", "nats://a:4222,nats://b:4222")
+	t.Setenv("REVOKED_JWKS_URL", "https://idp/jwks")
+	t.Setenv("REVOKED_ISSUER", "https://a,https://b")
+	t.Setenv("REVOKED_LEEWAY", "3s")
+	t.Setenv("REVOKED_GRPC_ADDR", "unix:///run/revoked.sock")
+	c, err := Parse("revoked", []string{"--grpc-addr", "127.0.0.1:7000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.URL != "nats://a:4222,nats://b:4222" || c.JWKSURL != "https://idp/jwks" || c.Leeway != 3*time.Second {
+		t.Fatalf("environment not applied: %+v", c)
+	}
+	if len(c.Issuers) != 2 || c.Issuers[1] != "https://b" {
+		t.Fatalf("issuers %v", c.Issuers)
+	}
+	if c.GRPCAddr != "127.0.0.1:7000" {
+		t.Fatalf("the command line must win over the environment: %q", c.GRPCAddr)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	cases := map[string][]string{
+		"no keys":             {},
+		"both key sources":    {"--jwks-file", "a", "--jwks-url", "b"},
+		"bad stale policy":    {"--jwks-file", "a", "--stale-policy", "maybe"},
+		"huge leeway":         {"--jwks-file", "a", "--leeway", "1h"},
+		"two nats auths":      {"--jwks-file", "a", "--nats-token", "t", "--nats-user", "u"},
+		"half a client cert":  {"--jwks-file", "a", "--nats-tls-cert", "c.pem"},
+		"upper-case header":   {"--jwks-file", "a", "--subject-header", "X-Sub"},
+		"negative cache size": {"--jwks-file", "a", "--token-cache-size", "-1"},
+		"stray argument":      {"--jwks-file", "a", "extra"},
+		"unknown flag":        {"--jwks-file", "a", "--no-such-flag"},
+	}
+	for name, args := range cases {
+		if _, err := Parse("revoked", args); err == nil {
+			t.Errorf("%s: accepted %v", name, args)
+		}
+	}
+}
