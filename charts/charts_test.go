@@ -875,3 +875,62 @@ spec:
 		t.Errorf("the subchart's test pod and stream-init Job: %d, %d", len(m.pods), len(m.jobs))
 	}
 }
+
+// TestDockerfileMatchesChart checks that the image the chart runs is the one the
+// Dockerfile builds: static binaries at the paths the chart calls, on distroless static,
+// as the non-root uid the chart's security contexts name.
+func TestDockerfileMatchesChart(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var froms, copies []string
+	var user, entrypoint string
+	cgoOff := false
+	for _, l := range strings.Split(string(data), "\n") {
+		switch f := strings.Fields(l); {
+		case len(f) == 0 || strings.HasPrefix(f[0], "#"):
+		case f[0] == "FROM":
+			froms = append(froms, f[1])
+		case f[0] == "COPY" && strings.HasPrefix(f[1], "--from="):
+			copies = append(copies, f[len(f)-1])
+		case f[0] == "USER":
+			user = f[1]
+		case f[0] == "ENTRYPOINT":
+			entrypoint = strings.Join(f[1:], " ")
+		case f[0] == "ENV" && slices.Contains(f[1:], "CGO_ENABLED=0"):
+			cgoOff = true
+		}
+	}
+	if len(froms) < 2 || !strings.HasPrefix(froms[len(froms)-1], "gcr.io/distroless/static") {
+		t.Errorf("stages %v: want a build stage and distroless/static last", froms)
+	}
+	if !cgoOff {
+		t.Error("CGO_ENABLED=0 is not set: the binaries would not be static")
+	}
+	for _, bin := range []string{"/usr/local/bin/revoked", "/usr/local/bin/revokectl"} {
+		if !slices.Contains(copies, bin) {
+			t.Errorf("%s is not copied into the image", bin)
+		}
+	}
+	if user != "65532:65532" {
+		t.Errorf("USER %s, want 65532:65532 (distroless nonroot, the chart's runAsUser)", user)
+	}
+	if entrypoint != `["/usr/local/bin/revoked"]` {
+		t.Errorf("ENTRYPOINT %s: the chart passes the sidecar's flags as args", entrypoint)
+	}
+	m := render(t, "-f", filepath.Join(chartDir, "ci", "example-unix-values.yaml"))
+	for _, p := range m.podSpecs() {
+		for _, c := range append(slices.Clone(p.spec.InitContainers), p.spec.Containers...) {
+			if !strings.HasPrefix(c.Image, "ghcr.io/revoked-dev/revoked:") {
+				continue
+			}
+			if len(c.Command) > 0 && !slices.Contains(copies, c.Command[0]) {
+				t.Errorf("%s container %s runs %s, not in the image", p.name, c.Name, c.Command[0])
+			}
+			if u := runAsUser(p.spec, c); u == nil || *u != 65532 {
+				t.Errorf("%s container %s does not run as 65532", p.name, c.Name)
+			}
+		}
+	}
+}
