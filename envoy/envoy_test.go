@@ -126,20 +126,22 @@ func connectionManagers(t *testing.T, doc []byte) []*hcmv3.HttpConnectionManager
 // set before ext_authz runs.
 func checkHCM(t *testing.T, hcm *hcmv3.HttpConnectionManager) {
 	t.Helper()
-	logged := false
+	logged := map[string]bool{}
 	for _, al := range hcm.GetAccessLog() {
 		sl := &streamv3.StdoutAccessLog{}
 		if err := al.GetTypedConfig().UnmarshalTo(sl); err != nil {
 			t.Fatalf("access log %s: %v", al.GetName(), err)
 		}
 		for _, v := range sl.GetLogFormat().GetJsonFormat().GetFields() {
-			if v.GetStringValue() == "%DYNAMIC_METADATA(envoy.filters.http.ext_authz)%" {
-				logged = true
-			}
+			logged[v.GetStringValue()] = true
 		}
 	}
-	if !logged {
-		t.Error("no access log field with %DYNAMIC_METADATA(envoy.filters.http.ext_authz)%")
+	// The keys of revoked's dynamic_metadata (authz package), in ext_authz's namespace.
+	for _, key := range []string{"decision", "reason", "jti_hash"} {
+		f := "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:" + key + ")%"
+		if !logged[f] {
+			t.Errorf("no access log field %s", f)
+		}
 	}
 	var order []string
 	removed := map[string]bool{}
