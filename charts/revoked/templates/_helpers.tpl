@@ -315,3 +315,49 @@ allowPrivilegeEscalation: false
 capabilities:
   drop: ["ALL"]
 {{- end }}
+
+{{/*
+Volume mounts of the ingest container: NATS files, the bearer token, TLS, the client CA.
+*/}}
+{{- define "revoked.ingestVolumeMounts" -}}
+{{- $i := .Values.ingest }}
+{{- include "revoked.natsVolumeMounts" (dict "root" . "creds" .Values.nats.credentialsSecret) }}
+{{- if $i.auth.bearerTokenSecret.name }}
+- name: bearer-token
+  mountPath: /etc/revoked/ingest/bearer
+  readOnly: true
+{{- end }}
+{{- if $i.tls.secretName }}
+- name: tls
+  mountPath: /etc/revoked/ingest/tls
+  readOnly: true
+{{- end }}
+{{- if $i.auth.clientCASecret.name }}
+- name: client-ca
+  mountPath: /etc/revoked/ingest/client-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+Volumes of the ingest pod, matching revoked.ingestVolumeMounts.
+*/}}
+{{- define "revoked.ingestVolumes" -}}
+{{- $i := .Values.ingest }}
+{{- include "revoked.natsVolumes" (dict "root" . "creds" .Values.nats.credentialsSecret) }}
+{{- with $i.auth.bearerTokenSecret.name }}
+- name: bearer-token
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with $i.tls.secretName }}
+- name: tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with $i.auth.clientCASecret.name }}
+- name: client-ca
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end }}
