@@ -161,6 +161,9 @@ func (r *Replica) Run(ctx context.Context) error {
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("ordered consumer on %s: %w", r.opts.Stream, err)
 	}
 	cc, err := cons.Consume(r.handle,
@@ -171,6 +174,9 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		}))
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("consume %s: %w", r.opts.Stream, err)
 	}
 	defer cc.Stop()

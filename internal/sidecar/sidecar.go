@@ -195,7 +195,17 @@ func listen(addr string) (net.Listener, error) {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
-		return net.Listen("unix", path)
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		// Envoy in the same pod may run as another user of the socket's group (the
+		// pod's fsGroup); nobody else gets in.
+		if err := os.Chmod(path, 0o660); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
 	}
 	return net.Listen("tcp", addr)
 }
