@@ -50,5 +50,21 @@ tidy: ## go mod tidy, failing if it changes anything
 	$(GO) mod tidy
 	git diff --exit-code go.mod go.sum
 
+IMAGE ?= ghcr.io/revoked-dev/revoked
+IMAGE_TAG ?= dev
+
+.PHONY: image
+image: ## Build the revoked + revokectl image (needs Docker)
+	docker build -t $(IMAGE):$(IMAGE_TAG) .
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## helm lint --strict the chart with its defaults and each ci/ value set
+	$(HELM) lint --strict charts/revoked
+	@for f in charts/revoked/ci/*-values.yaml; do echo "== $$f"; $(HELM) lint --strict charts/revoked -f $$f || exit 1; done
+
+.PHONY: helm-test
+helm-test: $(HELM) ## Chart and Envoy config tests: helm template, strict k8s decoding, go-control-plane validation
+	$(GO) test -race -count=1 ./charts/ ./envoy/
+
 $(HELM):
 	GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
