@@ -453,6 +453,10 @@ func checkSidecar(t *testing.T, where string, c corev1.Container) {
 	if (f["jwks-url"] == "") == (f["jwks-file"] == "") {
 		t.Errorf("%s: want exactly one of --jwks-url and --jwks-file, have %v", where, c.Args)
 	}
+	// The rendered arguments are ones the sidecar really accepts.
+	if _, err := config.Parse("revoked", c.Args); err != nil {
+		t.Errorf("%s: revoked refuses the rendered args %v: %v", where, c.Args, err)
+	}
 }
 
 // checkExample checks the example workload's wiring: Envoy's bootstrap (loaded strictly
