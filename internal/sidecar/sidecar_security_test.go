@@ -68,6 +68,7 @@ type secEnv struct {
 	nats     *testnats.Server
 	adminJS  jetstream.JetStream
 	issuer   *devissuer.Issuer
+	cfg      *config.Sidecar
 	sc       *sidecar.Sidecar
 	client   authv3.AuthorizationClient
 	log      *syncBuffer
@@ -108,6 +109,7 @@ func newSecEnv(t *testing.T) *secEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.cfg = cfg
 	log := slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if e.sc, err = sidecar.Start(context.Background(), cfg, log); err != nil {
 		t.Fatal(err)
