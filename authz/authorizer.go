@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"hash/maphash"
@@ -101,7 +102,7 @@ func (a *Authorizer) Check(header string) Decision {
 	if a.metrics != nil {
 		a.metrics.observe(d.Reason, time.Since(start))
 	}
-	if d.Reason != ReasonOK && a.log.Enabled(nil, slog.LevelDebug) {
+	if d.Reason != ReasonOK && a.log.Enabled(context.Background(), slog.LevelDebug) {
 		jti := ""
 		if d.Token != nil {
 			jti = d.Token.jtiHash
