@@ -80,8 +80,12 @@ func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, erro
 	switch {
 	case cfg.File != "":
 		st := jwkset.NewMemoryStorage()
-		if err := loadJWKSFile(ctx, st, cfg.File); err != nil {
+		keys, raw, err := readJWKS(cfg.File)
+		if err != nil {
 			return nil, err
+		}
+		if err := st.KeyReplaceAll(ctx, keys); err != nil {
+			return nil, fmt.Errorf("jwks file %s: %w", cfg.File, err)
 		}
 		k.storage = st
 		k.loaded.Store(true)
@@ -89,7 +93,7 @@ func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, erro
 		if refresh <= 0 || refresh > 10*time.Second {
 			refresh = 10 * time.Second
 		}
-		go watchFile(ctx, st, cfg.File, refresh, log)
+		go watchFile(ctx, st, cfg.File, raw, refresh, log)
 	case cfg.URL != "":
 		client := cfg.HTTPClient
 		if client == nil {
@@ -198,18 +202,9 @@ func readJWKS(path string) ([]jwkset.JWK, []byte, error) {
 	return keys, raw, nil
 }
 
-func loadJWKSFile(ctx context.Context, st jwkset.Storage, path string) error {
-	keys, _, err := readJWKS(path)
-	if err != nil {
-		return err
-	}
-	return st.KeyReplaceAll(ctx, keys)
-}
-
 // watchFile reloads the JWKS file when its content changes (a mounted ConfigMap is
 // replaced atomically on key rotation). A broken file keeps the old keys.
-func watchFile(ctx context.Context, st jwkset.Storage, path string, every time.Duration, log *slog.Logger) {
-	_, last, _ := readJWKS(path)
+func watchFile(ctx context.Context, st jwkset.Storage, path string, last []byte, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
