@@ -2,12 +2,12 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"os"
+
+	"github.com/revoked-dev/revoked/ingest"
 )
 
-// ingestMain runs `revoked ingest`. It is replaced by the ingest package's Main.
-func ingestMain(_ context.Context, _ []string) int {
-	fmt.Fprintln(os.Stderr, "revoked ingest: not built yet")
-	return 2
+// ingestMain runs `revoked ingest`, the HTTP ingest API for identity providers.
+func ingestMain(ctx context.Context, args []string) int {
+	return ingest.Main(ctx, args, os.Stdout, os.Stderr)
 }
