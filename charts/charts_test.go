@@ -26,6 +26,7 @@ import (
 
 	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/envoy"
+	"github.com/revoked-dev/revoked/ingest"
 )
 
 // helmVersion is the Helm the Makefile pins (HELM_VERSION).
@@ -559,6 +560,8 @@ func checkIngest(t *testing.T, m *manifests) {
 	c := container(t, dep.Spec.Template.Spec, "ingest")
 	if len(c.Args) == 0 || c.Args[0] != "ingest" {
 		t.Errorf("args %v, want the ingest subcommand first", c.Args)
+	} else if _, _, err := ingest.Parse("revoked ingest", c.Args[1:]); err != nil {
+		t.Errorf("revoked ingest refuses the rendered args %v: %v", c.Args, err)
 	}
 	checkProbe(t, "ingest readiness", c, c.ReadinessProbe, "/readyz")
 	checkProbe(t, "ingest startup", c, c.StartupProbe, "/readyz")
