@@ -50,7 +50,10 @@ type Replica struct {
 
 	applied  *prometheus.CounterVec
 	rejected *prometheus.CounterVec
-	purged   *prometheus.CounterVec
+	// appliedJTI and appliedCutoff are applied's two series, resolved once: a replay
+	// applies every event of the stream, and a label lookup per event shows.
+	appliedJTI, appliedCutoff prometheus.Counter
+	purged                    *prometheus.CounterVec
 }
 
 // New returns a Replica that will apply the stream's events to set.
@@ -88,6 +91,8 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	r.purged = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "revoked_blocklist_purged_total", Help: "Blocklist entries removed once no live token can match them.",
 	}, []string{"kind"})
+	r.appliedJTI = r.applied.WithLabelValues(event.TypeJTI)
+	r.appliedCutoff = r.applied.WithLabelValues(event.TypeCutoff)
 	for _, reason := range []string{"malformed", "too_large", "unknown_type", "invalid", "expired"} {
 		r.rejected.WithLabelValues(reason)
 	}
@@ -277,7 +282,7 @@ func (r *Replica) handle(msg jetstream.Msg) {
 // Apply decodes one event payload and applies it to the set. A bad event is counted,
 // logged without its content, and skipped. seq is for the log only.
 func (r *Replica) Apply(payload []byte, seq uint64, now time.Time) {
-	ev, err := event.Decode(payload, r.opts.CutoffClaims)
+	ev, err := decodeEvent(payload, r.opts.CutoffClaims)
 	if err != nil {
 		reason := event.Reason(err)
 		r.rejected.WithLabelValues(reason).Inc()
@@ -293,14 +298,15 @@ func (r *Replica) Apply(payload []byte, seq uint64, now time.Time) {
 			return
 		}
 		r.set.AddJTI(r.set.JTIKey(ev.Iss, ev.JTI), ev.Exp)
+		r.appliedJTI.Inc()
 	case event.TypeCutoff:
 		if ev.NotBefore+int64(r.opts.MaxTokenLifetime/time.Second)+grace < now.Unix() {
 			r.rejected.WithLabelValues("expired").Inc()
 			return
 		}
 		r.set.AddCutoff(r.set.CutoffKey(ev.Iss, ev.Claim, ev.Value), ev.NotBefore)
+		r.appliedCutoff.Inc()
 	}
-	r.applied.WithLabelValues(ev.Type).Inc()
 }
 
 // errSummary keeps log lines short and free of event content beyond what the error says.
