@@ -151,7 +151,7 @@ func (pl *Pipeline) retryAfter(pd pending, err error) (Result, error) {
 }
 
 func ackResult(ack *jetstream.PubAck, id string) Result {
-	return Result{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate, MsgID: id}
+	return Result{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate, MsgID: id, Attempts: 1}
 }
 
 // copyMsg gives a retry its own message: the async publisher keeps a reference to the

@@ -90,6 +90,10 @@ type Result struct {
 	Sequence  uint64 `json:"seq"`
 	Duplicate bool   `json:"duplicate"` // the stream already held an event with this id
 	MsgID     string `json:"msg_id"`
+	// Attempts is how many times the event was sent. A duplicate on the first attempt
+	// was published before by someone else; after a retry it may be this publisher's
+	// own earlier attempt, whose ack was lost.
+	Attempts int `json:"-"`
 }
 
 // Errors Publish returns besides the event package's validation errors.
@@ -119,6 +123,9 @@ func MsgID(ev *event.Event, payload []byte) string {
 	sum := sha256.Sum256(payload)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+// AllowedClaims are the claims a cutoff may name (nil: event.DefaultCutoffClaims).
+func (p *Publisher) AllowedClaims() []string { return p.cfg.AllowedClaims }
 
 // Payload validates ev against the contract and returns its JSON payload.
 func (p *Publisher) Payload(ev *event.Event) ([]byte, error) {
@@ -198,7 +205,7 @@ func (p *Publisher) retry(ctx context.Context, m *nats.Msg, done int, lastErr er
 		ack, err := p.js.PublishMsg(actx, m)
 		cancel()
 		if err == nil {
-			return Result{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate, MsgID: id}, nil
+			return Result{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate, MsgID: id, Attempts: attempt + 1}, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {

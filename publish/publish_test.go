@@ -133,7 +133,7 @@ func TestPublishSameEventTwiceIsStoredOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if first.Duplicate || !second.Duplicate || second.Sequence != first.Sequence {
+			if first.Duplicate || !second.Duplicate || second.Sequence != first.Sequence || second.Attempts != 1 {
 				t.Fatalf("first %+v, second %+v", first, second)
 			}
 		})
@@ -191,7 +191,7 @@ func TestPublishRetryAfterLostAckDoesNotDouble(t *testing.T) {
 			if first != third || first != r.MsgID {
 				t.Fatalf("ids changed between attempts: %v %v %v", first, third, r.MsgID)
 			}
-			if !r.Duplicate || r.Sequence != before+1 {
+			if !r.Duplicate || r.Sequence != before+1 || r.Attempts != 3 {
 				t.Fatalf("result %+v: want the duplicate ack of sequence %d", r, before+1)
 			}
 			if n := streamMsgs(t, js); n != before+1 {

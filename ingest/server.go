@@ -1,0 +1,370 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/revoked-dev/revoked/authz"
+	"github.com/revoked-dev/revoked/publish"
+)
+
+// Server is a running ingest API and its admin listener.
+type Server struct {
+	cfg     *Config
+	log     *slog.Logger
+	nc      *nats.Conn
+	pub     *publish.Publisher
+	keys    *authz.Keys // nil: /oauth2/revoke and /backchannel-logout are off
+	metrics *metrics
+	replay  *replayCache
+	now     func() time.Time
+
+	bearer  [32]byte // SHA-256 of the bearer token; zero when none
+	clients map[string][32]byte
+
+	api, admin     *http.Server
+	apiLn, adminLn net.Listener
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
+}
+
+// Start connects to NATS (in the background: until it is connected /readyz says 503),
+// loads the keys and secrets, and serves the API and the admin endpoints. Metrics are
+// registered with reg.
+func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Server{cfg: cfg, log: log, now: time.Now, replay: newReplayCache(), cancel: cancel}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeAll()
+		}
+	}()
+	if cfg.BearerTokenFile != "" {
+		tok, err := readSecretFile(cfg.BearerTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--bearer-token-file: %w", err)
+		}
+		s.bearer = sha256.Sum256(tok)
+	}
+	if len(cfg.OAuthClients) > 0 {
+		s.clients = map[string][32]byte{}
+		for _, oc := range cfg.OAuthClients {
+			id, file, _ := strings.Cut(oc, ":")
+			secret, err := readSecretFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("--oauth-client %s: %w", id, err)
+			}
+			s.clients[id] = sha256.Sum256(secret)
+		}
+	}
+	if cfg.JWKSFile != "" || cfg.JWKSURL != "" {
+		keys, err := authz.NewKeys(ctx, authz.KeysConfig{File: cfg.JWKSFile, URL: cfg.JWKSURL}, log)
+		if err != nil {
+			return nil, err
+		}
+		s.keys = keys
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		var err error
+		if tlsCfg, err = serverTLS(cfg); err != nil {
+			return nil, err
+		}
+	}
+
+	cfg.NATS.Name = "revoked-ingest"
+	nc, err := cfg.NATS.Connect(log)
+	if err != nil {
+		return nil, err
+	}
+	s.nc = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, err
+	}
+	s.pub = publish.New(js, publish.Config{
+		SubjectPrefix:  cfg.SubjectPrefix,
+		Stream:         cfg.Stream,
+		AllowedClaims:  cfg.allowedClaims(),
+		AttemptTimeout: cfg.AckTimeout,
+		Attempts:       cfg.Attempts,
+	})
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if s.metrics, err = newMetrics(reg, nc); err != nil {
+		return nil, err
+	}
+
+	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	if tlsCfg != nil {
+		s.apiLn = tls.NewListener(s.apiLn, tlsCfg)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		return nil, fmt.Errorf("--admin-addr: %w", err)
+	}
+	s.api = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	adminMux := http.NewServeMux()
+	adminMux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	adminMux.HandleFunc("GET /readyz", s.readyz)
+	gatherer, _ := reg.(prometheus.Gatherer)
+	if gatherer == nil {
+		gatherer = prometheus.DefaultGatherer
+	}
+	adminMux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.admin = &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
+	for _, p := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{s.api, s.apiLn}, {s.admin, s.adminLn}} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("ingest listener stopped", "addr", p.ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	ok = true
+	log.Info("ingest API listening", "addr", s.Addr(), "tls", tlsCfg != nil, "mtls", cfg.ClientCA != "",
+		"admin", s.AdminAddr(), "oauth2_revoke", s.keys != nil, "backchannel_logout", s.keys != nil && len(cfg.LogoutAudiences) > 0)
+	return s, nil
+}
+
+func (c *Config) allowedClaims() []string {
+	if len(c.CutoffClaims) == 0 {
+		return nil
+	}
+	return c.CutoffClaims
+}
+
+func serverTLS(cfg *Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.ClientCA != "" {
+		pem, err := os.ReadFile(cfg.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca %s: no PEM certificate", cfg.ClientCA)
+		}
+		tc.ClientCAs = pool
+		// A certificate, when given, must verify; a caller without one may still
+		// authenticate with the bearer token.
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// Addr is the API's address.
+func (s *Server) Addr() string { return s.apiLn.Addr().String() }
+
+// AdminAddr is the admin listener's address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Ready reports whether NATS is connected and the keys, when configured, are loaded.
+func (s *Server) Ready(ctx context.Context) error {
+	if !s.nc.IsConnected() {
+		return errors.New("nats not connected")
+	}
+	if s.keys != nil && !s.keys.Loaded(ctx) {
+		return errors.New("signing keys not loaded")
+	}
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Close stops accepting requests, lets those in flight finish until ctx ends, and
+// closes the NATS connection.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.api != nil {
+		errs = append(errs, s.api.Shutdown(ctx))
+	}
+	if s.admin != nil {
+		errs = append(errs, s.admin.Shutdown(ctx))
+	}
+	s.wg.Wait()
+	s.closeAll()
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeAll() {
+	for _, ln := range []net.Listener{s.apiLn, s.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	s.cancel()
+}
+
+// Handler is the API: the three endpoints, each behind its authentication.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/revocations", s.endpoint("revocations", http.MethodPost, s.requireCaller(s.revocations)))
+	mux.Handle("/oauth2/revoke", s.endpoint("oauth2_revoke", http.MethodPost, s.oauthRevoke))
+	mux.Handle("/backchannel-logout", s.endpoint("backchannel_logout", http.MethodPost, s.backchannelLogout))
+	mux.Handle("/", s.endpoint("other", "", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: POST /v1/revocations, /oauth2/revoke or /backchannel-logout")
+	}))
+	return mux
+}
+
+// endpoint counts and times requests, allows one method, and bounds the body.
+func (s *Server) endpoint(name, method string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		w = rec
+		defer func() {
+			s.metrics.requests.WithLabelValues(name, fmt.Sprint(rec.code)).Inc()
+			s.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+			s.log.Debug("ingest request", "endpoint", name, "code", rec.code, "remote", r.RemoteAddr, "duration", time.Since(start))
+		}()
+		w.Header().Set("Cache-Control", "no-store")
+		if method != "" && r.Method != method {
+			w.Header().Set("Allow", method)
+			writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use "+method)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxBody))
+		h(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// authenticated reports whether the caller proved itself with a verified client
+// certificate (mTLS) or the bearer token.
+func (s *Server) authenticated(r *http.Request) (ok bool, presented bool) {
+	if s.cfg.ClientCA != "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true, true
+	}
+	auth := r.Header.Get("Authorization")
+	scheme, tok, found := strings.Cut(auth, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") || s.bearer == ([32]byte{}) {
+		return false, auth != ""
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], s.bearer[:]) == 1, true
+}
+
+// requireCaller refuses unauthenticated callers with 401 (RFC 6750 section 3).
+func (s *Server) requireCaller(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ok, presented := s.authenticated(r)
+		if ok {
+			h(w, r)
+			return
+		}
+		if presented {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="revoked-ingest", error="invalid_token", error_description="bad credentials"`)
+			writeError(w, http.StatusUnauthorized, "invalid_token", "bad credentials")
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="revoked-ingest"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "authenticate with the bearer token or a client certificate")
+	}
+}
+
+// apiError is the JSON body of every error answer (the OAuth 2.0 form).
+type apiError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, errCode, desc string) {
+	writeJSON(w, code, apiError{Error: errCode, Description: desc})
+}
+
+// bodyError answers a body that could not be read: 413 when it is too large.
+func bodyError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", tooBig.Limit))
+		return
+	}
+	writeError(w, http.StatusBadRequest, "invalid_request", "cannot read the body: "+err.Error())
+}
+
+// unavailable answers a publish that got no ack: 503, retry later.
+func (s *Server) unavailable(w http.ResponseWriter, endpoint string, err error) {
+	s.metrics.publishErrors.WithLabelValues(endpoint).Inc()
+	s.log.Warn("publish failed", "endpoint", endpoint, "err", err)
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable",
+		"the revocation was not acknowledged by the stream; retry (a retry is never doubled)")
+}
+
+// hashID is what the logs show of a jti: a short SHA-256 prefix.
+func hashID(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
+}
