@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
@@ -47,7 +48,9 @@ type hostileEnv struct {
 
 const hostileIss, hostileAud = "https://idp.hostile.test", "api"
 
-func newHostileEnv(t *testing.T) *hostileEnv {
+func newHostileEnv(t *testing.T) *hostileEnv { return newHostileEnvTB(t) }
+
+func newHostileEnvTB(t testing.TB) *hostileEnv {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -353,4 +356,49 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// FuzzGRPCCheck fuzzes the mapping of an Envoy CheckRequest to a decision: the headers
+// map, and the raw header_map Envoy sends with encode_raw_headers. Whatever arrives,
+// the answer is a well-formed response, and only a request whose authorization header
+// is exactly "Bearer <the valid token>" is allowed.
+func FuzzGRPCCheck(f *testing.F) {
+	e := newHostileEnvTB(f)
+	srv := NewGRPCServer(e.a, "x-revoked-sub")
+	valid := e.token(nil, nil)
+	f.Add("authorization", "Bearer "+valid, "", []byte(nil))
+	f.Add("Authorization", "Bearer "+valid, "authorization", []byte("Bearer "+valid))
+	f.Add("x-other", "v", "authorization", []byte("Bearer "+valid))
+	f.Add("authorization", "bearer  "+valid+" ", "authorization", []byte("\xff\xfe"))
+	f.Add("authorization", "", "authorization", []byte("Bearer a.b.c"))
+	f.Fuzz(func(t *testing.T, key, value, rawKey string, rawValue []byte) {
+		if !utf8.ValidString(key) || !utf8.ValidString(value) || !utf8.ValidString(rawKey) {
+			return // proto strings: gRPC refuses them before the server sees them
+		}
+		req := envoyreq.Check(envoyreq.Request{})
+		h := req.Attributes.Request.Http
+		h.Headers[key] = value
+		if rawKey != "" {
+			h.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: rawKey, RawValue: rawValue}}}
+		}
+		resp, err := srv.Check(context.Background(), req)
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		if _, err := proto.Marshal(resp); err != nil {
+			t.Fatalf("response does not marshal: %v", err)
+		}
+		if resp.GetOkResponse() == nil {
+			return
+		}
+		var auth string
+		if v, ok := h.Headers["authorization"]; ok {
+			auth = v
+		} else if rawKey == "authorization" {
+			auth = string(rawValue)
+		}
+		if tok, _ := BearerToken(auth); tok != valid {
+			t.Fatalf("allowed authorization %q", auth)
+		}
+	})
 }

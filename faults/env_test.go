@@ -51,6 +51,7 @@ func scenarioTiming() timing {
 func newEnv(t *testing.T, nodes int) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir()}
+	t.Cleanup(e.keepLogsOnFailure)
 	var err error
 	if e.issuer, err = devissuer.New("EdDSA", "https://idp.faults.test", "faults-api"); err != nil {
 		t.Fatal(err)
@@ -241,3 +242,33 @@ func poll(d time.Duration, f func() error) error {
 func hold(d time.Duration) { time.Sleep(d) }
 
 var errNotYet = errors.New("not yet")
+
+// keepLogsOnFailure copies the scenario's logs out of its temporary directory when it
+// failed, so that they outlive the test (REVOKED_FAULTS_LOGS, default
+// $TMPDIR/revoked-faults-logs).
+func (e *env) keepLogsOnFailure() {
+	if !e.t.Failed() {
+		return
+	}
+	dst := os.Getenv("REVOKED_FAULTS_LOGS")
+	if dst == "" {
+		dst = filepath.Join(os.TempDir(), "revoked-faults-logs")
+	}
+	dst = filepath.Join(dst, e.t.Name())
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		e.t.Logf("keeping logs: %v", err)
+		return
+	}
+	secrets.Lock()
+	logs := slices.Clone(secrets.logs)
+	secrets.Unlock()
+	for _, l := range logs {
+		if !strings.HasPrefix(l, e.dir) && !strings.HasPrefix(filepath.Dir(filepath.Dir(l)), filepath.Dir(e.dir)) {
+			continue
+		}
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(dst, filepath.Base(l)), b, 0o600)
+		}
+	}
+	e.t.Logf("logs kept in %s", dst)
+}

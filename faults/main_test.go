@@ -77,6 +77,14 @@ func run(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "faults: binaries built in %s (race=%v, long=%v)\n", time.Since(start).Round(time.Millisecond), raceEnabled, long)
 	code := m.Run()
+	// The sidecars run as the NATS user of docs/nats-permissions.md: they must never
+	// have needed a right it lacks.
+	if v := grepLogs("revoked-", "permissions violation"); len(v) > 0 {
+		for _, l := range v {
+			fmt.Fprintln(os.Stderr, "faults: PERMISSIONS VIOLATION:", l)
+		}
+		return 1
+	}
 	if leaks := grepSecrets(); len(leaks) > 0 {
 		for _, l := range leaks {
 			fmt.Fprintln(os.Stderr, "faults: SECRET IN LOG:", l)
@@ -139,6 +147,29 @@ func grepSecrets() []string {
 			}
 		}
 		f.Close()
+	}
+	return hits
+}
+
+// grepLogs returns the lines, lowercased, holding needle (lower case) in the logs whose
+// file name starts with prefix.
+func grepLogs(prefix, needle string) []string {
+	secrets.Lock()
+	defer secrets.Unlock()
+	var hits []string
+	for _, path := range secrets.logs {
+		if !strings.HasPrefix(filepath.Base(path), prefix) {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(strings.ToLower(string(b)), "\n") {
+			if strings.Contains(line, needle) {
+				hits = append(hits, filepath.Base(path)+": "+line)
+			}
+		}
 	}
 	return hits
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/testnats"
 	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
@@ -187,4 +188,58 @@ func TestHostileStream(t *testing.T) {
 	if h1 := heap(); h1 > h0+32<<20 {
 		t.Errorf("heap grew from %d MiB to %d MiB", h0>>20, h1>>20)
 	}
+}
+
+// FuzzApply feeds any payload to the replica as a stream message: nothing panics, every
+// message is either applied or counted as rejected (exactly one of the two), and a
+// payload event.Decode refuses never changes the blocklist.
+func FuzzApply(f *testing.F) {
+	nc, err := nats.Connect(testnats.Start(f).URL())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(nc.Close)
+	set := blocklist.New()
+	reg := prometheus.NewPedanticRegistry()
+	r, err := revsync.New(nc, set, revsync.Options{Registerer: reg})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{
+		`{"type":"jti","jti":"a","exp":4000000000}`,
+		`{"type":"cutoff","claim":"sub","value":"u","not_before":4000000000,"iss":"https://idp"}`,
+		`{"type":"jti","jti":"a","exp":1}`,
+		`{"type":"jti",`, "\xff", `null`, `[]`, `{"type":"cutoff","claim":"email","value":"x","not_before":5}`,
+	} {
+		f.Add([]byte(s))
+	}
+	count := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			f.Fatal(err)
+		}
+		n := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == "revoked_events_rejected_total" || mf.GetName() == "revoked_events_applied_total" {
+				for _, m := range mf.GetMetric() {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return n
+	}
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		before := count()
+		j0, c0 := set.Len()
+		r.Apply(payload, 1, now)
+		if got := count() - before; got != 1 {
+			t.Fatalf("applied+rejected grew by %v, want 1", got)
+		}
+		if _, err := event.Decode(payload, nil); err != nil {
+			if j1, c1 := set.Len(); j1 != j0 || c1 != c0 {
+				t.Fatalf("a refused payload changed the blocklist: %v", err)
+			}
+		}
+	})
 }
