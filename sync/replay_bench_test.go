@@ -55,7 +55,7 @@ func BenchmarkReplay(b *testing.B) {
 			js := ns.CreateStream(stream.Settings{})
 			ctx := context.Background()
 			evs := benchEvents(n)
-			if _, err := benchkit.PublishAll(ctx, js, event.Subject(event.DefaultSubjectPrefix, event.TypeJTI), evs, 4096); err != nil {
+			if _, err := benchkit.PublishAll(ctx, js, event.Subject(event.DefaultSubjectPrefix, event.TypeJTI), evs, 1000); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()

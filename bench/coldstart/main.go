@@ -53,6 +53,8 @@ func coldstart(natsBin, revokedBin string, n, runs int, dir string, timeout time
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
 	ns, url, err := benchkit.StartNATS(natsBin, dir)
 	if err != nil {
@@ -90,7 +92,7 @@ func coldstart(natsBin, revokedBin string, n, runs int, dir string, timeout time
 			}
 			payloads[i] = benchkit.JTIEvent(iss.Iss, jti, exp)
 		}
-		if lastSeq, err = benchkit.PublishAll(ctx, js, event.Subject(event.DefaultSubjectPrefix, event.TypeJTI), payloads, 4096); err != nil {
+		if lastSeq, err = benchkit.PublishAll(ctx, js, event.Subject(event.DefaultSubjectPrefix, event.TypeJTI), payloads, 1000); err != nil {
 			return err
 		}
 	}
@@ -107,6 +109,7 @@ func coldstart(natsBin, revokedBin string, n, runs int, dir string, timeout time
 		if err != nil {
 			return err
 		}
+		natsCPU := cpuTime(ns.Cmd.Process.Pid)
 		ready, rss, err := waitReady(sock, timeout, probe, sc)
 		if err != nil {
 			sc.Stop()
@@ -114,7 +117,8 @@ func coldstart(natsBin, revokedBin string, n, runs int, dir string, timeout time
 		}
 		took := ready.Sub(start)
 		readies = append(readies, took)
-		fmt.Printf("coldstart: run %d: exec to ready %.3fs, last event enforced, RSS %.0f MiB\n", r+1, took.Seconds(), float64(rss)/(1<<20))
+		fmt.Printf("coldstart: run %d: exec to ready %.3fs, last event enforced, RSS %.0f MiB, CPU: sidecar %.2fs, nats-server %.2fs\n",
+			r+1, took.Seconds(), float64(rss)/(1<<20), cpuTime(sc.Cmd.Process.Pid).Seconds(), (cpuTime(ns.Cmd.Process.Pid) - natsCPU).Seconds())
 		sc.Stop()
 	}
 	slices.Sort(readies)
@@ -178,4 +182,20 @@ func rss(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime is the user+system CPU time of a process so far (Linux clock ticks, 100 Hz).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
