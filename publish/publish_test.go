@@ -443,3 +443,28 @@ func TestMsgIDIsStable(t *testing.T) {
 		t.Fatalf("payload %s", a)
 	}
 }
+
+// The largest payload the contract allows (4 KiB) is stored, even with a long event_id:
+// the stream's message size limit leaves room for the Nats-Msg-Id header.
+func TestPublishLargestEvent(t *testing.T) {
+	_, js := setup(t)
+	p := publish.New(js, publish.Config{Attempts: 1})
+	ev := event.Event{Type: "jti", JTI: "x", Exp: 1767225600}
+	base, _ := p.Payload(&ev)
+	ev.Sub = strings.Repeat("s", event.MaxPayload-len(base)-len(`,"sub":""`))
+	payload, err := p.Payload(&ev)
+	if err != nil || len(payload) != event.MaxPayload {
+		t.Fatalf("payload %d bytes: %v", len(payload), err)
+	}
+	if _, err := p.Publish(ctxT(t), ev); err != nil {
+		t.Fatal(err)
+	}
+	ev.EventID = strings.Repeat("i", 3000)
+	ev.Sub = ev.Sub[:len(ev.Sub)-len(`,"event_id":""`)-3000]
+	if payload, _ := p.Payload(&ev); len(payload) != event.MaxPayload {
+		t.Fatalf("payload %d bytes", len(payload))
+	}
+	if _, err := p.Publish(ctxT(t), ev); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -54,7 +54,7 @@ func Config(s Settings) jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      s.MaxTokenLifetime,
 		Duplicates:  s.DuplicateWindow,
-		MaxMsgSize:  event.MaxPayload,
+		MaxMsgSize:  2*event.MaxPayload + 1024, // headers count too: Nats-Msg-Id repeats the event_id
 		Replicas:    s.Replicas,
 		AllowDirect: true,
 	}
