@@ -72,6 +72,14 @@ func TestImport(t *testing.T) {
 	// A claim the operator allows.
 	cli(t, `{"type":"cutoff","claim":"email","value":"a@b","not_before":1}`, "import", "-", "--cutoff-claim", "email", url).want(t, exitOK)
 
+	// The progress bar, forced on (standard error is not a terminal here), goes to
+	// standard error and leaves the summary alone.
+	r = cli(t, "", "import", file, url, "--progress", "always").want(t, exitFailed)
+	if !strings.Contains(r.stderr, "importing") || summaryCount(r.stdout, "duplicates") != 3 {
+		t.Errorf("with a progress bar: stderr %q\n%s", r.stderr, r.stdout)
+	}
+	cli(t, "", "import", file, url, "--progress", "sometimes").want(t, exitUsage)
+
 	cli(t, "", "import", filepath.Join(t.TempDir(), "missing.jsonl"), url).want(t, exitFailed)
 	cli(t, "", "import", url).want(t, exitUsage)
 	cli(t, "", "import", "-", "--max-in-flight", "0", url).want(t, exitUsage)

@@ -42,7 +42,7 @@ func (r *revokeFlags) fill(ev *event.Event, now time.Time) error {
 func publishOne(e *env, c *conn, ev event.Event, what string) error {
 	nc, js, err := c.connect()
 	if err != nil {
-		return err
+		return fmt.Errorf("%s NOT revoked: %w", what, err)
 	}
 	defer nc.Close()
 	r, err := c.publisher(js, []string{ev.Claim}).Publish(e.ctx, ev)

@@ -316,7 +316,7 @@ func TestRevokeFailsLoudlyWithoutNATS(t *testing.T) {
 		srv.Stop()
 		start := time.Now()
 		r := cli(t, "", "revoke", "jti", "x", "--exp", "+1h", url).want(t, exitFailed)
-		if r.stdout != "" || !strings.Contains(r.stderr, "nats") {
+		if r.stdout != "" || !strings.Contains(r.stderr, "NOT revoked") || !strings.Contains(r.stderr, "nats") {
 			t.Errorf("stdout %q stderr %q", r.stdout, r.stderr)
 		}
 		if d := time.Since(start); d > 10*time.Second {

@@ -63,7 +63,7 @@ Examples:
 			}
 			cfg := st.CachedInfo().Config
 			fmt.Fprintf(e.stdout, "stream %s %s: subjects %s, %s storage, max age %s, duplicate window %s, %d replica(s)\n",
-				cfg.Name, verb, strings.Join(cfg.Subjects, ","), cfg.Storage, cfg.MaxAge, cfg.Duplicates, cfg.Replicas)
+				cfg.Name, verb, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), cfg.MaxAge, cfg.Duplicates, cfg.Replicas)
 			return nil
 		}
 	},
@@ -129,7 +129,7 @@ func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON b
 		FirstSeq: st.FirstSeq, FirstTime: st.FirstTime.UTC(),
 		LastSeq: st.LastSeq, LastTime: st.LastTime.UTC(),
 		MaxAge: info.Config.MaxAge.String(), DuplicateWindow: info.Config.Duplicates.String(),
-		Replicas: info.Config.Replicas, Storage: info.Config.Storage.String(),
+		Replicas: info.Config.Replicas, Storage: strings.ToLower(info.Config.Storage.String()),
 	}
 	if st.Msgs > 0 {
 		s.AgeSeconds = now.Sub(st.FirstTime).Seconds()
