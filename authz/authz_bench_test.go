@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/internal/devissuer"
@@ -279,5 +282,62 @@ func BenchmarkBearerToken(b *testing.B) {
 		if _, r := BearerToken(h); r != ReasonOK {
 			b.Fatal(r)
 		}
+	}
+}
+
+// BenchmarkGRPC is GRPCServer.Check over a real gRPC connection in one process, on
+// loopback TCP and on a Unix socket (Envoy's pipe address), from parallel callers: the
+// transport's share of a check. cmd/loadgen measures the same across processes.
+func BenchmarkGRPC(b *testing.B) {
+	e := newBenchEnv(b)
+	a := e.authorizer(10_000)
+	hs := e.headers(64)
+	reqs := make([]*authv3.CheckRequest, len(hs))
+	for i, h := range hs {
+		reqs[i] = envoyreq.Check(envoyreq.Bearer(h[len("Bearer "):]))
+	}
+	for _, network := range []string{"tcp", "unix"} {
+		b.Run(network, func(b *testing.B) {
+			addr := "127.0.0.1:0"
+			if network == "unix" {
+				addr = filepath.Join(b.TempDir(), "authz.sock")
+			}
+			lis, err := net.Listen(network, addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := grpc.NewServer()
+			authv3.RegisterAuthorizationServer(srv, NewGRPCServer(a, "x-revoked-sub"))
+			go func() { _ = srv.Serve(lis) }()
+			defer srv.Stop()
+			target := "passthrough:///" + lis.Addr().String()
+			if network == "unix" {
+				target = "unix://" + addr
+			}
+			conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			c := authv3.NewAuthorizationClient(conn)
+			ctx := context.Background()
+			for _, r := range reqs {
+				if _, err := c.Check(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if r, err := c.Check(ctx, reqs[i&63]); err != nil || r.GetStatus().GetCode() != 0 {
+						b.Error(err, r.GetStatus())
+						return
+					}
+					i++
+				}
+			})
+		})
 	}
 }
