@@ -187,7 +187,8 @@ func (p *Publisher) retry(ctx context.Context, m *nats.Msg, done int, lastErr er
 	for i := 0; i < done; i++ {
 		wait = min(2*wait, p.cfg.MaxBackoff)
 	}
-	for attempt := done; attempt < p.cfg.Attempts; attempt++ {
+	attempt := done
+	for ; attempt < p.cfg.Attempts; attempt++ {
 		if attempt > 0 {
 			if !Retryable(lastErr) {
 				break
@@ -209,10 +210,11 @@ func (p *Publisher) retry(ctx context.Context, m *nats.Msg, done int, lastErr er
 		}
 		lastErr = err
 		if ctx.Err() != nil {
+			attempt++
 			break
 		}
 	}
-	return Result{MsgID: id}, classify(lastErr, p.cfg.Attempts)
+	return Result{MsgID: id}, classify(lastErr, attempt)
 }
 
 func classify(err error, attempts int) error {
