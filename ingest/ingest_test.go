@@ -2,10 +2,13 @@ package ingest
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -390,4 +393,83 @@ func TestByteSize(t *testing.T) {
 			t.Errorf("%q accepted as %d", bad, b)
 		}
 	}
+}
+
+// A rotated bearer token file (a Kubernetes Secret updated in place) takes effect
+// without a restart; the old token stops working.
+func TestBearerTokenRotation(t *testing.T) {
+	old := reloadEvery
+	reloadEvery = 20 * time.Millisecond
+	t.Cleanup(func() { reloadEvery = old })
+	f := newFixture(t, nil)
+	body := `{"type":"jti","jti":"rot","exp":1767225600}`
+	if r := f.postJSON(body, bearer); r.code != http.StatusOK {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	const rotated = "a-brand-new-bearer-token-after-rotation"
+	writeSecret(t, "", f.cfg.BearerTokenFile, rotated)
+	waitFor(t, 5*time.Second, func() bool {
+		return f.postJSON(body, map[string]string{"Authorization": "Bearer " + rotated}).code == http.StatusOK
+	})
+	if r := f.postJSON(body, bearer); r.code != http.StatusUnauthorized {
+		t.Fatalf("the old token still works: %d", r.code)
+	}
+}
+
+func TestSecretReloadKeepsOldOnBrokenFile(t *testing.T) {
+	p := writeSecret(t, t.TempDir(), "tok", testBearer)
+	sec, err := loadSecret(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	for _, broken := range []string{"short", ""} {
+		writeSecret(t, "", p, broken)
+		sec.reload(log)
+		if !sec.matches(testBearer) || sec.matches(broken) {
+			t.Fatalf("after a broken file %q: old %v", broken, sec.matches(testBearer))
+		}
+	}
+	_ = os.Remove(p)
+	sec.reload(log)
+	if !sec.matches(testBearer) {
+		t.Fatal("a removed file dropped the secret")
+	}
+	var none *secret
+	if none.matches("") {
+		t.Fatal("no secret matched the empty string")
+	}
+}
+
+// A renewed server certificate (cert-manager rewriting the Secret) is served without a
+// restart.
+func TestTLSCertificateRotation(t *testing.T) {
+	old := reloadEvery
+	reloadEvery = 20 * time.Millisecond
+	t.Cleanup(func() { reloadEvery = old })
+	p := newPKI(t)
+	f := newFixture(t, func(c *Config) { c.TLSCert, c.TLSKey = p.certFile, p.keyFile })
+	trusting := func(pool *x509.CertPool) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	f.client = trusting(p.pool)
+	if r := f.postJSON(`{"type":"jti","jti":"t1","exp":1767225600}`, bearer); r.code != http.StatusOK {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	next := newPKI(t)
+	certPEM, _ := os.ReadFile(next.certFile)
+	keyPEM, _ := os.ReadFile(next.keyFile)
+	writeSecret(t, "", p.keyFile, string(keyPEM))
+	writeSecret(t, "", p.certFile, string(certPEM))
+	client := trusting(next.pool)
+	waitFor(t, 5*time.Second, func() bool {
+		req, _ := http.NewRequest("POST", f.base+"/v1/revocations", strings.NewReader(`{"type":"jti","jti":"t2","exp":1767225600}`))
+		req.Header.Set("Authorization", "Bearer "+testBearer)
+		res, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
 }

@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"math"
@@ -32,11 +30,8 @@ func (s *Server) oauthCaller(w http.ResponseWriter, r *http.Request) (client str
 		// RFC 6749 section 2.3.1: both are form-encoded before Basic encoding.
 		uid, err1 := url.QueryUnescape(id)
 		usecret, err2 := url.QueryUnescape(secret)
-		if want, known := s.clients[uid]; known && err1 == nil && err2 == nil {
-			sum := sha256.Sum256([]byte(usecret))
-			if subtle.ConstantTimeCompare(sum[:], want[:]) == 1 {
-				return uid, true
-			}
+		if sec, known := s.clients[uid]; known && err1 == nil && err2 == nil && sec.matches(usecret) {
+			return uid, true
 		}
 	}
 	w.Header().Set("WWW-Authenticate", `Basic realm="revoked-ingest"`)

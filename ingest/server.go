@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -38,8 +37,9 @@ type Server struct {
 	replay  *replayCache
 	now     func() time.Time
 
-	bearer  [32]byte // SHA-256 of the bearer token; zero when none
-	clients map[string][32]byte
+	bearer  *secret            // nil when none
+	clients map[string]*secret // --oauth-client secrets by client id
+	cert    *certFile          // nil without TLS
 
 	api, admin     *http.Server
 	apiLn, adminLn net.Listener
@@ -66,21 +66,20 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 		}
 	}()
 	if cfg.BearerTokenFile != "" {
-		tok, err := readSecretFile(cfg.BearerTokenFile)
-		if err != nil {
+		var err error
+		if s.bearer, err = loadSecret(cfg.BearerTokenFile); err != nil {
 			return nil, fmt.Errorf("--bearer-token-file: %w", err)
 		}
-		s.bearer = sha256.Sum256(tok)
 	}
 	if len(cfg.OAuthClients) > 0 {
-		s.clients = map[string][32]byte{}
+		s.clients = map[string]*secret{}
 		for _, oc := range cfg.OAuthClients {
 			id, file, _ := strings.Cut(oc, ":")
-			secret, err := readSecretFile(file)
+			sec, err := loadSecret(file)
 			if err != nil {
 				return nil, fmt.Errorf("--oauth-client %s: %w", id, err)
 			}
-			s.clients[id] = sha256.Sum256(secret)
+			s.clients[id] = sec
 		}
 	}
 	if cfg.JWKSFile != "" || cfg.JWKSURL != "" {
@@ -93,10 +92,14 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 	var tlsCfg *tls.Config
 	if cfg.TLSCert != "" {
 		var err error
-		if tlsCfg, err = serverTLS(cfg); err != nil {
+		if s.cert, err = loadCert(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		if tlsCfg, err = serverTLS(cfg, s.cert); err != nil {
 			return nil, err
 		}
 	}
+	go s.watchFiles(ctx, reloadEvery)
 
 	cfg.NATS.Name = "revoked-ingest"
 	nc, err := cfg.NATS.Connect(log)
@@ -174,12 +177,8 @@ func (c *Config) allowedClaims() []string {
 	return c.CutoffClaims
 }
 
-func serverTLS(cfg *Config) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+func serverTLS(cfg *Config, cert *certFile) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.get}
 	if cfg.ClientCA != "" {
 		pem, err := os.ReadFile(cfg.ClientCA)
 		if err != nil {
@@ -303,11 +302,10 @@ func (s *Server) authenticated(r *http.Request) (ok bool, presented bool) {
 	}
 	auth := r.Header.Get("Authorization")
 	scheme, tok, found := strings.Cut(auth, " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") || s.bearer == ([32]byte{}) {
+	if !found || !strings.EqualFold(scheme, "Bearer") {
 		return false, auth != ""
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], s.bearer[:]) == 1, true
+	return s.bearer.matches(strings.TrimSpace(tok)), true
 }
 
 // requireCaller refuses unauthenticated callers with 401 (RFC 6750 section 3).
