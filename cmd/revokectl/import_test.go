@@ -149,7 +149,9 @@ func TestImportStopsOnOutage(t *testing.T) {
 		t.Fatal("import did not give up")
 	}
 	r.want(t, exitFailed)
-	if p := summaryCount(r.stdout, "published"); p < 100 || p >= 100_000 {
+	// Events whose ack was lost with the server count as failed, not published, even
+	// when the stream did store them: published may be below the 100 seen stored.
+	if p := summaryCount(r.stdout, "published"); p >= 100_000 {
 		t.Fatalf("published %d:\n%s", p, r.stdout)
 	}
 	if !strings.Contains(r.stdout, "stopped after line") && summaryCount(r.stdout, "failed") == 0 {
