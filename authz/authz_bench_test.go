@@ -33,19 +33,20 @@ const benchBlocklist = 1_000_000
 
 type benchEnv struct {
 	iss    *devissuer.Issuer
-	keys   *Keys
+	jwks   string // JWKS file path
 	set    *blocklist.Set
 	naive  *naiveBlocklist
 	verify *Verifier
 }
 
 var (
-	benchOnce sync.Once
-	benchE    *benchEnv
+	benchOnce   sync.Once
+	benchShared *benchEnv
 )
 
-// newBenchEnv builds, once per process, an ES256 issuer, its JWKS file, and a blocklist
-// and a naive baseline list each holding 1M revoked jtis.
+// newBenchEnv returns an ES256 issuer, its JWKS file, and a blocklist and a naive
+// baseline list each holding 1M revoked jtis (built once per process), with keys and a
+// verifier of b's own: the key watcher stops when b ends.
 func newBenchEnv(b *testing.B) *benchEnv {
 	benchOnce.Do(func() {
 		iss, err := devissuer.New("ES256", testIss, testAud)
@@ -61,10 +62,6 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		if err := os.WriteFile(path, jwks, 0o600); err != nil {
 			b.Fatal(err)
 		}
-		keys, err := NewKeys(context.Background(), KeysConfig{File: path}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
 		set := blocklist.New()
 		naive := &naiveBlocklist{m: make(map[string]int64, benchBlocklist)}
 		exp := time.Now().Add(24 * time.Hour).Unix()
@@ -73,11 +70,17 @@ func newBenchEnv(b *testing.B) *benchEnv {
 			set.AddJTI(set.JTIKey(testIss, jti), exp)
 			naive.add(testIss, jti, exp)
 		}
-		vc := VerifierConfig{Issuers: []string{testIss}, Audiences: []string{testAud}, Leeway: 5 * time.Second,
-			RequireJTI: true, CutoffClaims: []string{"sub", "sid", "client_id"}}
-		benchE = &benchEnv{iss: iss, keys: keys, set: set, naive: naive, verify: NewVerifier(keys, vc)}
+		benchShared = &benchEnv{iss: iss, jwks: path, set: set, naive: naive}
 	})
-	return benchE
+	keys, err := NewKeys(b.Context(), KeysConfig{File: benchShared.jwks}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vc := VerifierConfig{Issuers: []string{testIss}, Audiences: []string{testAud}, Leeway: 5 * time.Second,
+		RequireJTI: true, CutoffClaims: []string{"sub", "sid", "client_id"}}
+	e := *benchShared
+	e.verify = NewVerifier(keys, vc)
+	return &e
 }
 
 func (e *benchEnv) authorizer(cache int) *Authorizer {
