@@ -30,6 +30,7 @@ type Options struct {
 	MaxTokenLifetime time.Duration // cutoffs are kept this long past not_before; default 24h
 	Leeway           time.Duration // entries are kept this long past their last use
 	PurgeEvery       time.Duration // default 10s
+	StallAfter       time.Duration // no event this long, connected and behind the stream: new consumer; default 10s
 	Registerer       prometheus.Registerer
 	Log              *slog.Logger
 }
@@ -47,6 +48,7 @@ type Replica struct {
 	ready       atomic.Bool
 	readyCh     chan struct{}
 	lastContact atomic.Int64 // unix nanoseconds when NATS was last known reachable
+	progress    atomic.Int64 // unix nanoseconds of the last event (or consumer start, or stall check)
 
 	applied  *prometheus.CounterVec
 	rejected *prometheus.CounterVec
@@ -69,6 +71,9 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	}
 	if opts.PurgeEvery <= 0 {
 		opts.PurgeEvery = 10 * time.Second
+	}
+	if opts.StallAfter <= 0 {
+		opts.StallAfter = 10 * time.Second
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
@@ -161,30 +166,21 @@ func (r *Replica) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{r.opts.SubjectPrefix + ".>"},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("ordered consumer on %s: %w", r.opts.Stream, err)
-	}
-	cc, err := cons.Consume(r.handle,
-		jetstream.PullMaxMessages(2000),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, nats.ErrConnectionClosed) {
-				r.log.Warn("stream consumer", "err", err)
+	var cc jetstream.ConsumeContext
+	for cc == nil {
+		if cc, err = r.consume(ctx, stream, 1); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-		}))
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+			r.log.Warn("stream consumer not created yet; retrying", "stream", r.opts.Stream, "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
 		}
-		return fmt.Errorf("consume %s: %w", r.opts.Stream, err)
 	}
-	defer cc.Stop()
+	defer func() { cc.Stop() }()
 
 	purge := time.NewTicker(r.opts.PurgeEvery)
 	defer purge.Stop()
@@ -201,6 +197,18 @@ func (r *Replica) Run(ctx context.Context) error {
 			if !r.ready.Load() {
 				r.checkExpiredBacklog(ctx, stream)
 			}
+			if next, stalled := r.stalled(ctx, stream, now); stalled {
+				// The ordered consumer recreates itself after a gap, but it retries
+				// the same consumer name, which the cluster may have placed on a
+				// server that is gone: it would wait for it forever. A new ordered
+				// consumer, from the next sequence, gets a new name and placement.
+				cc.Stop()
+				if c, err := r.consume(ctx, stream, next); err == nil {
+					cc = c
+				} else if ctx.Err() == nil {
+					r.log.Warn("stream consumer not recreated yet; retrying", "err", err)
+				}
+			}
 		case now := <-purge.C:
 			grace := int64(r.opts.Leeway / time.Second)
 			jti, cutoff := r.set.Purge(now.Unix(), grace, int64(r.opts.MaxTokenLifetime/time.Second))
@@ -208,6 +216,58 @@ func (r *Replica) Run(ctx context.Context) error {
 			r.purged.WithLabelValues("cutoff").Add(float64(cutoff))
 		}
 	}
+}
+
+// consume starts an ordered consumer from stream sequence start. Its own resets are
+// bounded, so that a reset cannot block for ever (nor block Stop, which waits for it);
+// stalled catches a consumer that gave up.
+func (r *Replica) consume(ctx context.Context, stream jetstream.Stream, start uint64) (jetstream.ConsumeContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:   []string{r.opts.SubjectPrefix + ".>"},
+		DeliverPolicy:    jetstream.DeliverAllPolicy,
+		MaxResetAttempts: 3,
+	}
+	if start > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	cons, err := stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ordered consumer on %s: %w", r.opts.Stream, err)
+	}
+	cc, err := cons.Consume(r.handle,
+		jetstream.PullMaxMessages(2000),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, nats.ErrConnectionClosed) {
+				r.log.Warn("stream consumer", "err", err)
+			}
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", r.opts.Stream, err)
+	}
+	r.progress.Store(time.Now().UnixNano())
+	return cc, nil
+}
+
+// stalled reports, at most once per StallAfter, whether the consumer has delivered
+// nothing for StallAfter while connected although the stream holds newer events; it
+// returns the sequence to resume from.
+func (r *Replica) stalled(ctx context.Context, stream jetstream.Stream, now time.Time) (uint64, bool) {
+	if !r.nc.IsConnected() || now.Sub(time.Unix(0, r.progress.Load())) < r.opts.StallAfter {
+		return 0, false
+	}
+	r.progress.Store(now.UnixNano())
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := stream.Info(c)
+	if err != nil {
+		return 0, false
+	}
+	last := r.lastSeq.Load()
+	if info.State.LastSeq <= last || info.State.Msgs == 0 {
+		return 0, false
+	}
+	r.log.Warn("stream consumer stalled; recreating it", "last_sequence", last, "stream_last_sequence", info.State.LastSeq)
+	return last + 1, true
 }
 
 // waitForStream waits until the stream can be read, and records the sequence the
@@ -272,8 +332,15 @@ func (r *Replica) handle(msg jetstream.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
-	r.Apply(msg.Data(), seq, time.Now())
-	r.lastSeq.Store(seq)
+	now := time.Now()
+	r.Apply(msg.Data(), seq, now)
+	r.progress.Store(now.UnixNano())
+	// A replaced consumer may still hand over a message it had: never go back.
+	for last := r.lastSeq.Load(); seq > last; last = r.lastSeq.Load() {
+		if r.lastSeq.CompareAndSwap(last, seq) {
+			break
+		}
+	}
 	if !r.ready.Load() && (seq >= r.target.Load() || meta.NumPending == 0) {
 		r.markReady()
 	}
