@@ -30,6 +30,7 @@ type Options struct {
 	MaxTokenLifetime time.Duration // cutoffs are kept this long past not_before; default 24h
 	Leeway           time.Duration // entries are kept this long past their last use
 	PurgeEvery       time.Duration // default 10s
+	SnapshotBucket   string        // Object Store bucket holding a snapshot to load before replaying; empty: none
 	StallAfter       time.Duration // no event this long, connected and behind the stream: new consumer; default 10s
 	Registerer       prometheus.Registerer
 	Log              *slog.Logger
@@ -166,9 +167,15 @@ func (r *Replica) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// With a usable snapshot, its state is loaded first and the stream replayed from
+	// the sequence after it (see snapshot.go).
+	start := r.loadSnapshot(ctx, stream.CachedInfo()) + 1
+	if start > 1 && start > r.target.Load() {
+		r.markReady()
+	}
 	var cc jetstream.ConsumeContext
 	for cc == nil {
-		if cc, err = r.consume(ctx, stream, 1); err != nil {
+		if cc, err = r.consume(ctx, stream, start); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
