@@ -13,7 +13,7 @@
 # Knobs (environment): BENCHTIME (go test -benchtime, default 1s), BENCHCOUNT (1),
 # BENCH_PKGS, LOAD_DURATION (10s), LOAD_WARMUP (3s), LOAD_TOKENS (10000),
 # LOAD_REVOKED (0.1), LOAD_WORKERS (32), OPEN_RATE (5000), COLD_EVENTS (1000000),
-# COLD_RUNS (3), PROP_SIDECARS (10), PROP_EVENTS (200), STAGES ("go load cold prop"),
+# COLD_RUNS (3), COLD_SNAPSHOT (1: also a start from a snapshot), PROP_SIDECARS (10), PROP_EVENTS (200), STAGES ("go load cold prop"),
 # BENCH_OUT (directory for the raw output; default bin/bench/<UTC time>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,7 @@ LOAD_WORKERS=${LOAD_WORKERS:-32}
 OPEN_RATE=${OPEN_RATE:-5000}
 COLD_EVENTS=${COLD_EVENTS:-1000000}
 COLD_RUNS=${COLD_RUNS:-3}
+COLD_SNAPSHOT=${COLD_SNAPSHOT:-1}
 PROP_SIDECARS=${PROP_SIDECARS:-10}
 PROP_EVENTS=${PROP_EVENTS:-200}
 STAGES=${STAGES:-go load cold prop}
@@ -107,8 +108,10 @@ fi
 
 if want cold; then
 	say "cold start: $COLD_EVENTS events, $COLD_RUNS sidecar starts"
+	snap=()
+	[[ $COLD_SNAPSHOT == 1 ]] && snap=(-snapshot)
 	timeout 900 "$BIN/coldstart" -nats-server "$BIN/nats-server" -revoked "$BIN/revoked" \
-		-events "$COLD_EVENTS" -runs "$COLD_RUNS" | tee "$OUT/coldstart.txt"
+		-events "$COLD_EVENTS" -runs "$COLD_RUNS" "${snap[@]}" | tee "$OUT/coldstart.txt"
 fi
 
 if want prop; then

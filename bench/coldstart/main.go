@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,11 +21,14 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/revoked-dev/revoked/bench/benchkit"
+	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
 	"github.com/revoked-dev/revoked/stream"
+	revsync "github.com/revoked-dev/revoked/sync"
 )
 
 func main() { os.Exit(run()) }
@@ -37,15 +41,30 @@ func run() int {
 	dir := flag.String("dir", "", "work directory (default: a new temporary one, removed at the end)")
 	timeout := flag.Duration("timeout", 120*time.Second, "longest wait for one sidecar to be ready")
 	extra := flag.String("sidecar-args", "", "extra sidecar flags, space-separated")
+	snapshot := flag.Bool("snapshot", false, "also build a snapshot at the stream's end, publish -tail more events, and measure a start from the snapshot")
+	tail := flag.Int("tail", 10_000, "with -snapshot: events published after the snapshot")
 	flag.Parse()
-	if err := coldstart(*natsBin, *revokedBin, *events, *runs, *dir, *timeout, strings.Fields(*extra)); err != nil {
+	o := opts{natsBin: *natsBin, revokedBin: *revokedBin, n: *events, runs: *runs, dir: *dir, timeout: *timeout,
+		extra: strings.Fields(*extra), snapshot: *snapshot, tail: *tail}
+	if err := coldstart(o); err != nil {
 		fmt.Fprintln(os.Stderr, "coldstart:", err)
 		return 1
 	}
 	return 0
 }
 
-func coldstart(natsBin, revokedBin string, n, runs int, dir string, timeout time.Duration, extra []string) error {
+type opts struct {
+	natsBin, revokedBin, dir string
+	n, runs, tail            int
+	timeout                  time.Duration
+	extra                    []string
+	snapshot                 bool
+}
+
+const snapshotBucket = "REVOKED_SNAPSHOTS"
+
+func coldstart(o opts) error {
+	natsBin, revokedBin, n, runs, dir, timeout, extra := o.natsBin, o.revokedBin, o.n, o.runs, o.dir, o.timeout, o.extra
 	if dir == "" {
 		d, err := os.MkdirTemp("", "revoked-coldstart")
 		if err != nil {
@@ -125,7 +144,125 @@ func coldstart(natsBin, revokedBin string, n, runs int, dir string, timeout time
 	med := readies[len(readies)/2]
 	fmt.Printf("FIGURE coldstart events=%d ready_median=%.3fs ready_min=%.3fs ready_max=%.3fs publish_rate=%.0f/s\n",
 		n, med.Seconds(), readies[0].Seconds(), readies[len(readies)-1].Seconds(), float64(n)/pub.Seconds())
+	if !o.snapshot {
+		return nil
+	}
+	return withSnapshot(ctx, o, js, url, dir, iss)
+}
+
+// withSnapshot builds a snapshot at the stream's end, publishes o.tail more events (the
+// last revoking a probe token), and measures starts that load the snapshot and replay
+// the tail: with the sidecar process when it has --snapshot-bucket, else with a replica
+// in this process (the sidecar's replica code, without gRPC or JWKS), beside the same
+// in-process replica replaying everything, for comparison.
+func withSnapshot(ctx context.Context, o opts, js jetstream.JetStream, url, dir string, iss *benchkit.Issuer) error {
+	t0 := time.Now()
+	snap, err := revsync.BuildSnapshot(ctx, js, revsync.Options{}, time.Now())
+	if err != nil {
+		return err
+	}
+	built := time.Since(t0)
+	b, _ := snap.MarshalBinary()
+	t0 = time.Now()
+	if err := revsync.WriteSnapshot(ctx, js, snapshotBucket, snap); err != nil {
+		return err
+	}
+	fmt.Printf("coldstart: snapshot at sequence %d: %d jti, %d cutoffs, %.1f MiB; built in %.2fs, written in %.2fs\n",
+		snap.Sequence, len(snap.JTI), len(snap.Cutoffs), float64(len(b))/(1<<20), built.Seconds(), time.Since(t0).Seconds())
+
+	exp := time.Now().Add(2 * time.Hour).Unix()
+	lastJTI := benchkit.RandomID()
+	probe := envoyreq.Check(envoyreq.Bearer(iss.Token("probe-tail", lastJTI, time.Hour)))
+	payloads := make([][]byte, o.tail)
+	for i := range payloads {
+		jti := benchkit.RandomID()
+		if i == len(payloads)-1 {
+			jti = lastJTI
+		}
+		payloads[i] = benchkit.JTIEvent(iss.Iss, jti, exp)
+	}
+	if _, err := benchkit.PublishAll(ctx, js, event.Subject(event.DefaultSubjectPrefix, event.TypeJTI), payloads, 1000); err != nil {
+		return err
+	}
+
+	help, _ := exec.Command(o.revokedBin, "-h").CombinedOutput()
+	var readies []time.Duration
+	mode := "process"
+	if strings.Contains(string(help), "snapshot-bucket") {
+		for r := range o.runs {
+			sock := filepath.Join(dir, "s"+strconv.Itoa(r)+".sock")
+			args := append([]string{"--grpc-addr", "unix://" + sock, "--http-addr", "", "--admin-addr", "127.0.0.1:0",
+				"--nats-url", url, "--jwks-file", filepath.Join(dir, "jwks.json"), "--log-level", "warn",
+				"--snapshot-bucket", snapshotBucket}, o.extra...)
+			start := time.Now()
+			sc, err := benchkit.Start("revoked", filepath.Join(dir, "sidecar.log"), o.revokedBin, args...)
+			if err != nil {
+				return err
+			}
+			ready, rss, err := waitReady(sock, o.timeout, probe, sc)
+			sc.Stop()
+			if err != nil {
+				return err
+			}
+			readies = append(readies, ready.Sub(start))
+			fmt.Printf("coldstart: snapshot run %d: exec to ready %.3fs, last event enforced, RSS %.0f MiB\n", r+1, ready.Sub(start).Seconds(), float64(rss)/(1<<20))
+		}
+	} else {
+		mode = "in-process replica"
+		fmt.Println("coldstart: this revoked binary has no --snapshot-bucket flag; measuring the replica in this process")
+		var full []time.Duration
+		for r := range o.runs {
+			for _, bucket := range []string{"", snapshotBucket} {
+				took, err := replicaStart(ctx, url, bucket, iss.Iss, lastJTI, o.timeout)
+				if err != nil {
+					return err
+				}
+				if bucket == "" {
+					full = append(full, took)
+				} else {
+					readies = append(readies, took)
+				}
+				fmt.Printf("coldstart: in-process run %d, snapshot=%v: start to ready %.3fs, last event applied\n", r+1, bucket != "", took.Seconds())
+			}
+		}
+		slices.Sort(full)
+		fmt.Printf("coldstart: in-process full replay of %d events: median %.3fs\n", o.n+o.tail, full[len(full)/2].Seconds())
+	}
+	slices.Sort(readies)
+	fmt.Printf("FIGURE coldstart-snapshot events=%d+%d mode=%q ready_median=%.3fs ready_min=%.3fs ready_max=%.3fs\n",
+		o.n, o.tail, mode, readies[len(readies)/2].Seconds(), readies[0].Seconds(), readies[len(readies)-1].Seconds())
 	return nil
+}
+
+// replicaStart runs the sidecar's replica (sync.Replica) in this process on its own
+// connection until ready and reports how long that took, checking that the last event
+// was applied.
+func replicaStart(ctx context.Context, url, bucket, iss, lastJTI string, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	set := blocklist.New()
+	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: bucket, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		return 0, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = r.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-r.ReadyC():
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("replica not ready after %s", timeout)
+	}
+	took := time.Since(start)
+	if !set.HasJTI(set.JTIKey(iss, lastJTI)) {
+		return took, fmt.Errorf("the last event was not applied at ready")
+	}
+	return took, nil
 }
 
 // waitReady polls gRPC health until SERVING, then checks that the token revoked by the
