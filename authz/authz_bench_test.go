@@ -289,8 +289,8 @@ func BenchmarkBearerToken(b *testing.B) {
 }
 
 // BenchmarkGRPC is GRPCServer.Check over a real gRPC connection in one process, on
-// loopback TCP and on a Unix socket (Envoy's pipe address), from parallel callers: the
-// transport's share of a check. cmd/loadgen measures the same across processes.
+// loopback TCP and on a Unix socket (Envoy's pipe address), from 32 parallel callers:
+// the transport's share of a check. cmd/loadgen measures the same across processes.
 func BenchmarkGRPC(b *testing.B) {
 	e := newBenchEnv(b)
 	a := e.authorizer(10_000)
@@ -330,6 +330,7 @@ func BenchmarkGRPC(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
+			b.SetParallelism(16) // 32 callers on 2 cores: throughput, as Envoy's many streams
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0
