@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -283,8 +284,14 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 			r.set.AddJTI(r.set.JTIKey(e.Iss, e.JTI), e.Exp)
 		}
 	}
+	allowed := r.opts.CutoffClaims
+	if allowed == nil {
+		allowed = event.DefaultCutoffClaims
+	}
 	for _, c := range s.Cutoffs {
-		if c.NotBefore+life+grace >= now {
+		// A snapshot built with a wider claim list than this replica's: keep to ours,
+		// as the replica would have rejected those events.
+		if c.NotBefore+life+grace >= now && slices.Contains(allowed, c.Claim) {
 			r.set.AddCutoff(r.set.CutoffKey(c.Iss, c.Claim, c.Value), c.NotBefore)
 		}
 	}
