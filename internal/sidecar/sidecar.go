@@ -260,6 +260,10 @@ func (s *Sidecar) status() string {
 		return "signing keys not loaded"
 	case s.Authorizer.Gate() == authz.ReasonStale:
 		return "replica stale"
+	case s.Authorizer.Gate() != authz.ReasonOK:
+		// The gate loop opens checks up to 50 ms after the parts above are ready:
+		// until then every check answers not_ready, so the sidecar is not ready.
+		return "checks not open yet"
 	}
 	return ""
 }
