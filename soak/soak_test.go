@@ -1,8 +1,9 @@
 // Package soak holds the bounded soak test of revoked (make test-soak): a real sidecar
 // process answers a steady rate of checks while revocations flow, and its memory and
 // goroutines must stay flat after warm-up, with no error responses. It runs only with
-// REVOKED_SOAK=1; REVOKED_SOAK_DURATION (default 2m) and REVOKED_SOAK_RATE (checks per
-// second, default 1000) tune it.
+// REVOKED_SOAK=1; REVOKED_SOAK_DURATION (default 2m), REVOKED_SOAK_RATE (checks per
+// second, default 1000) and REVOKED_SOAK_TOKEN_CACHE (--token-cache-size, default 2000)
+// tune it.
 package soak
 
 import (
@@ -91,7 +92,11 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--nats-url", ns.URL(), "--jwks-file", jwks, "--issuer", issuer.Issuer, "--audience", issuer.Audience)
+		"--nats-url", ns.URL(), "--jwks-file", jwks, "--issuer", issuer.Issuer, "--audience", issuer.Audience,
+		// The verified-token cache holds about 3 KB per token and fills up to its size
+		// with every new token seen; a size the warm-up fills keeps it out of the
+		// growth measured after it.
+		"--token-cache-size", strconv.Itoa(envInt("REVOKED_SOAK_TOKEN_CACHE", 2000)))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
