@@ -6,6 +6,7 @@ import (
 	"flag"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -262,5 +263,51 @@ func TestSecurityRestrictedNATSUser(t *testing.T) {
 				t.Errorf("a token or the NATS password reached the log")
 			}
 		}
+	}
+}
+
+// /readyz says 200 only once checks are answered: a pod marked ready must not refuse
+// its first requests as not_ready (the gate opens a tick after the replica is ready).
+func TestSecurityReadyMeansServing(t *testing.T) {
+	e := newSecEnv(t)
+	tok := e.issuer.Token("alice", time.Hour, nil)
+	for round := range 5 {
+		cfg := *e.cfg
+		sc, err := sidecar.Start(context.Background(), &cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(sc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := authv3.NewAuthorizationClient(conn)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			resp, err := http.Get("http://" + sc.AdminAddr() + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("never ready")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := client.Check(ctx, envoyreq.Check(envoyreq.Bearer(tok)))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue(); r != "ok" {
+			t.Errorf("round %d: first check after /readyz 200 answered %q", round, r)
+		}
+		conn.Close()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = sc.Shutdown(sctx)
+		scancel()
 	}
 }
