@@ -3,8 +3,11 @@ package sync_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"runtime"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -242,4 +245,163 @@ func FuzzApply(f *testing.F) {
 			}
 		}
 	})
+}
+
+// cutProxy is a TCP proxy that can cut every connection through it and refuse new
+// ones until healed.
+type cutProxy struct {
+	l     net.Listener
+	mu    gosync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, upstream string) *cutProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{l: l}
+	var wg gosync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		p.partition()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			cut := p.cut
+			p.mu.Unlock()
+			up, err := net.Dial("tcp", upstream)
+			if cut || err != nil {
+				c.Close()
+				if up != nil {
+					up.Close()
+				}
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(up, c); up.Close() }()
+			go func() { defer wg.Done(); _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) partition() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *cutProxy) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+// A replica whose consumer cannot be recreated for a while must not stay stuck once it
+// can be again. Here the replica is cut off from NATS, its consumer is deleted and the
+// stream's only consumer slot taken; when it reconnects, every attempt to recreate the
+// consumer fails. Once the slot is free again, the replica resumes (through the
+// ordered consumer's next reset, or the replica's stall check, whichever comes first)
+// and the events published meanwhile are applied.
+func TestHostileConsumerStall(t *testing.T) {
+	srv := testnats.Start(t)
+	js := srv.CreateStream(stream.Settings{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := stream.Config(stream.Settings{})
+	cfg.MaxConsumers = 1
+	st, err := js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		t.Fatalf("stream with one consumer slot: %v", err)
+	}
+	proxy := newCutProxy(t, srv.Addr().String())
+	nc, err := nats.Connect("nats://"+proxy.l.Addr().String(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	set := blocklist.New()
+	r, err := revsync.New(nc, set, revsync.Options{StallAfter: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() {
+		rcancel()
+		<-done
+	})
+	exp := time.Now().Add(time.Hour).Unix()
+	publish := func(jti string) uint64 {
+		t.Helper()
+		ack, err := js.Publish(ctx, "revocations.jti", []byte(fmt.Sprintf(`{"type":"jti","jti":%q,"exp":%d}`, jti, exp)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	waitSeq := func(seq uint64, d time.Duration) bool {
+		deadline := time.Now().Add(d)
+		for r.LastSequence() < seq {
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return true
+	}
+	if !waitSeq(publish("before"), 10*time.Second) {
+		t.Fatal("first event not applied")
+	}
+	proxy.partition()
+	var name string
+	for n := range st.ConsumerNames(ctx).Name() {
+		name = n
+	}
+	if name == "" {
+		t.Fatal("no consumer")
+	}
+	if err := st.DeleteConsumer(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	seq := publish("during")
+	proxy.heal()
+	// Long enough for the ordered consumer's own resets (1 s, 2 s) to give up.
+	deadline := time.Now().Add(10 * time.Second)
+	for !nc.IsConnected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if waitSeq(seq, 4*time.Second) {
+		t.Fatal("applied while no consumer could exist")
+	}
+	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
+		t.Fatal(err)
+	}
+	if !waitSeq(seq, 15*time.Second) {
+		t.Fatalf("replica stuck at sequence %d of %d after the slot was freed", r.LastSequence(), seq)
+	}
+	if !set.HasJTI(set.JTIKey("", "during")) {
+		t.Fatal("event published during the stall not applied")
+	}
 }
