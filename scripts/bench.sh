@@ -78,12 +78,12 @@ if want load; then
 	say "load: nats-server and three sidecars (unix socket; tcp; unix without token cache)"
 	L=$OUT/load
 	mkdir -p "$L"
-	PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 14222)
+	PORT=$("$BIN/loadgen" -free-port)
 	NATS=nats://127.0.0.1:$PORT
 	"$BIN/nats-server" -a 127.0.0.1 -p "$PORT" -js -sd "$L/js" >"$L/nats.log" 2>&1 &
 	PIDS+=($!)
 	"$BIN/loadgen" -init -key "$L/key.pem" -jwks "$L/jwks.json"
-	TCP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 19191)
+	TCP_PORT=$("$BIN/loadgen" -free-port)
 	sidecar() { # name grpc-addr extra-flags...
 		local name=$1 addr=$2
 		shift 2
