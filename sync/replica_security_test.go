@@ -1,0 +1,144 @@
+package sync_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/stream"
+	revsync "github.com/revoked-dev/revoked/sync"
+)
+
+// replicaPublish is what a replica may publish for stream REVOCATIONS and snapshot
+// bucket SNAP, as docs/nats-permissions.md lists it.
+var replicaPublish = []string{
+	"$JS.API.STREAM.INFO.REVOCATIONS",
+	"$JS.API.CONSUMER.CREATE.REVOCATIONS.>",
+	"$JS.API.CONSUMER.DELETE.REVOCATIONS.>",
+	"$JS.API.CONSUMER.INFO.REVOCATIONS.>",
+	"$JS.API.CONSUMER.MSG.NEXT.REVOCATIONS.>",
+	// Reading the snapshot object (--snapshot-bucket SNAP).
+	"$JS.API.STREAM.INFO.OBJ_SNAP",
+	"$JS.API.DIRECT.GET.OBJ_SNAP.>",
+	"$JS.API.CONSUMER.CREATE.OBJ_SNAP.>",
+	"$JS.API.CONSUMER.DELETE.OBJ_SNAP.>",
+	"$JS.FC.OBJ_SNAP.>",
+}
+
+type lockedBuffer struct {
+	mu gosync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A replica that loads a snapshot from an Object Store bucket, then replays the rest
+// of the stream, needs only read rights on the bucket's stream: it runs as a user with
+// exactly the documented rights, loads the snapshot, applies every event, and hits no
+// permissions violation.
+func TestSecuritySnapshotPermissions(t *testing.T) {
+	opts := testnats.Options(t)
+	opts.Users = []*server.User{
+		{Username: "admin", Password: "admin-pw"},
+		{Username: "replica", Password: "replica-pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: replicaPublish},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		}},
+	}
+	srv := testnats.StartWith(t, opts)
+	admin, err := jetstream.New(srv.Connect(nats.UserInfo("admin", "admin-pw")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := stream.Ensure(ctx, admin, stream.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	var last uint64
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			ack, err := admin.Publish(ctx, "revocations.jti", []byte(fmt.Sprintf(`{"type":"jti","jti":"j%d","exp":%d}`, i, exp)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = ack.Sequence
+		}
+	}
+	publish(0, 100)
+	snap, err := revsync.BuildSnapshot(ctx, admin, revsync.Options{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := revsync.WriteSnapshot(ctx, admin, "SNAP", snap); err != nil {
+		t.Fatal(err)
+	}
+	publish(100, 150)
+
+	var violations []string
+	var mu gosync.Mutex
+	nc, err := nats.Connect(srv.URL(), nats.UserInfo("replica", "replica-pw"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			mu.Lock()
+			violations = append(violations, err.Error())
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	logs := &lockedBuffer{}
+	set := blocklist.New()
+	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: "SNAP",
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	t.Cleanup(func() {
+		rcancel()
+		<-done
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for r.LastSequence() < last {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica at %d of %d; log:\n%s", r.LastSequence(), last, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "snapshot loaded") {
+		t.Errorf("snapshot not loaded; log:\n%s", logs.String())
+	}
+	if jti, _ := set.Len(); jti != 150 {
+		t.Errorf("%d jti entries, want 150", jti)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, v := range violations {
+		t.Errorf("async error: %s", v)
+	}
+}
