@@ -8,15 +8,21 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/internal/devissuer"
@@ -290,7 +296,7 @@ func BenchmarkBearerToken(b *testing.B) {
 
 // BenchmarkGRPC is GRPCServer.Check over a real gRPC connection in one process, on
 // loopback TCP and on a Unix socket (Envoy's pipe address), from 32 parallel callers:
-// the transport's share of a check. cmd/loadgen measures the same across processes.
+// the transport's share of a check; unix+codec adds GRPCServerOptions (partial decode). cmd/loadgen measures the same across processes.
 func BenchmarkGRPC(b *testing.B) {
 	e := newBenchEnv(b)
 	a := e.authorizer(10_000)
@@ -299,8 +305,9 @@ func BenchmarkGRPC(b *testing.B) {
 	for i, h := range hs {
 		reqs[i] = envoyreq.Check(envoyreq.Bearer(h[len("Bearer "):]))
 	}
-	for _, network := range []string{"tcp", "unix"} {
-		b.Run(network, func(b *testing.B) {
+	for _, name := range []string{"tcp", "unix", "unix+codec"} {
+		b.Run(name, func(b *testing.B) {
+			network, codec := strings.CutSuffix(name, "+codec")
 			addr := "127.0.0.1:0"
 			if network == "unix" {
 				addr = filepath.Join(b.TempDir(), "authz.sock")
@@ -309,7 +316,11 @@ func BenchmarkGRPC(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv := grpc.NewServer()
+			var opts []grpc.ServerOption
+			if codec {
+				opts = GRPCServerOptions()
+			}
+			srv := grpc.NewServer(opts...)
 			authv3.RegisterAuthorizationServer(srv, NewGRPCServer(a, "x-revoked-sub"))
 			go func() { _ = srv.Serve(lis) }()
 			defer srv.Stop()
@@ -344,4 +355,73 @@ func BenchmarkGRPC(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkCheckRequestDecode is the server's decoding of an Envoy-shaped CheckRequest:
+// the whole message (standard codec) or only the authorization header (checkCodec).
+func BenchmarkCheckRequestDecode(b *testing.B) {
+	wire, err := proto.Marshal(envoyreq.Check(envoyreq.Bearer("aaa.bbb.ccc")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	codec := checkCodec{std: encoding.GetCodecV2(grpcproto.Name)}
+	for _, c := range []struct {
+		name  string
+		codec encoding.CodecV2
+	}{{"full", codec.std}, {"authorization-only", codec}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var req authv3.CheckRequest
+				if err := c.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, &req); err != nil {
+					b.Fatal(err)
+				}
+				if authorizationHeader(req.GetAttributes().GetRequest().GetHttp()) != "Bearer aaa.bbb.ccc" {
+					b.Fatal("header lost")
+				}
+			}
+		})
+	}
+}
+
+// FuzzCheckCodec checks that, whenever the standard decoder accepts a CheckRequest, the
+// partial decoder does too and the authorization header read from both is the same.
+// (A correctness check kept beside the benchmark that motivated the partial decoder.)
+func FuzzCheckCodec(f *testing.F) {
+	seeds := []*authv3.CheckRequest{
+		envoyreq.Check(envoyreq.Bearer("aaa.bbb.ccc")),
+		envoyreq.Check(envoyreq.Request{}),
+		{},
+	}
+	hm := envoyreq.Check(envoyreq.Request{})
+	hm.Attributes.Request.Http.Headers = nil
+	hm.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: "authorization", Value: "Bearer x.y.z"}, {Key: "x", Value: "y"},
+		{Key: "authorization", RawValue: []byte("Bearer r.a.w")},
+	}}
+	seeds = append(seeds, hm)
+	for _, s := range seeds {
+		w, err := proto.Marshal(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(w)
+		f.Add(append(append([]byte(nil), w...), w...)) // the message twice: merged
+	}
+	codec := checkCodec{std: encoding.GetCodecV2(grpcproto.Name)}
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		var full authv3.CheckRequest
+		if proto.Unmarshal(wire, &full) != nil {
+			return
+		}
+		var part authv3.CheckRequest
+		if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire)}, &part); err != nil {
+			t.Fatalf("partial decoder refused what the standard one accepts: %v", err)
+		}
+		want := authorizationHeader(full.GetAttributes().GetRequest().GetHttp())
+		got := authorizationHeader(part.GetAttributes().GetRequest().GetHttp())
+		if got != want {
+			t.Fatalf("authorization %q, standard decoder %q", got, want)
+		}
+	})
 }
