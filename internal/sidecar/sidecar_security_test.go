@@ -186,10 +186,20 @@ func TestSecurityRestrictedNATSUser(t *testing.T) {
 		tok := e.issuer.Token("alice", time.Hour, map[string]any{"jti": jti})
 		tokens = append(tokens, tok)
 		payload := `{"type":"jti","jti":"` + jti + `","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`
-		if _, err := e.adminJS.Publish(ctx, "revocations.jti", []byte(payload)); err != nil {
-			t.Fatal(err)
+		// As a real publisher does: retry with the same message id until acked (the
+		// server may still be recovering its stream right after a restart).
+		for {
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := e.adminJS.Publish(actx, "revocations.jti", []byte(payload), jetstream.WithMsgID(jti))
+			acancel()
+			if err == nil {
+				return tok
+			}
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		return tok
 	}
 	tok := revoke()
 	waitUntil(t, 10*time.Second, "revocation applied", func() bool { return e.reason(t, tok) == "revoked_jti" })
