@@ -157,6 +157,7 @@ func (a *Authorizer) verified(raw string, now time.Time) (*Token, Reason) {
 	}
 	tok := &Token{Claims: *c, jtiHash: JTIHash(c.JTI)}
 	tok.query = a.set.NewQuery(c.Issuer, c.JTI, c.IssuedAt, c.Cutoff)
+	tok.Cutoff = nil // now in the query's keys; a cached token keeps only what it needs
 	if a.cache != nil {
 		a.cache.Add(key, tok)
 	}

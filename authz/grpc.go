@@ -87,11 +87,14 @@ func (s *GRPCServer) allowResponse(t *Token) *authv3.CheckResponse {
 		}
 	}
 	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(code.Code_OK)},
+		Status:          okStatus,
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
 		DynamicMetadata: metadata(ReasonOK, t.jtiHash),
 	}
 }
+
+// okStatus is shared by every allow response: responses are only ever read (marshalled).
+var okStatus = &rpcstatus.Status{Code: int32(code.Code_OK)}
 
 func deniedResponse(r Reason) *authv3.CheckResponse {
 	c := code.Code_UNAUTHENTICATED
@@ -128,20 +131,28 @@ func header(k, v string) *corev3.HeaderValueOption {
 
 // metadata is the dynamic metadata Envoy attaches to the request (namespace
 // envoy.filters.http.ext_authz), for access logs: decision, reason, and the jti hash.
+// The decision and reason values are shared: a cached token's response holds only its
+// own map and hash.
 func metadata(r Reason, jtiHash string) *structpb.Struct {
-	decision := "deny"
-	if r == ReasonOK {
-		decision = "allow"
-	}
 	f := map[string]*structpb.Value{
-		"decision": structpb.NewStringValue(decision),
-		"reason":   structpb.NewStringValue(r.String()),
+		"decision": decisionValue[r == ReasonOK],
+		"reason":   reasonValue[r],
 	}
 	if jtiHash != "" {
 		f["jti_hash"] = structpb.NewStringValue(jtiHash)
 	}
 	return &structpb.Struct{Fields: f}
 }
+
+var (
+	decisionValue = map[bool]*structpb.Value{true: structpb.NewStringValue("allow"), false: structpb.NewStringValue("deny")}
+	reasonValue   = func() (v [numReasons]*structpb.Value) {
+		for _, r := range Reasons() {
+			v[r] = structpb.NewStringValue(r.String())
+		}
+		return v
+	}()
+)
 
 // denialBody is the JSON body of a denial, RFC 6750 style.
 func denialBody(r Reason) []byte {
