@@ -1,11 +1,13 @@
 package sync
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -163,66 +165,115 @@ func appendString(b []byte, s string) []byte {
 
 // UnmarshalBinary decodes what MarshalBinary wrote.
 func (s *Snapshot) UnmarshalBinary(b []byte) error {
-	d := snapDecoder{b: b}
-	if !bytes.HasPrefix(b, []byte(snapshotMagic)) {
+	d := newSnapReader(bytes.NewReader(b))
+	nj, nc, err := d.header(s)
+	if err != nil {
+		return err
+	}
+	if nj > uint64(len(b)) || nc > uint64(len(b)) {
 		return ErrBadSnapshot
 	}
-	d.b = b[len(snapshotMagic):]
-	s.Stream = d.str()
+	s.JTI = make([]SnapshotJTI, 0, nj)
+	s.Cutoffs = make([]SnapshotCutoff, 0, nc)
+	err = d.entries(nj, nc, func(iss, jti []byte, exp int64) {
+		s.JTI = append(s.JTI, SnapshotJTI{Iss: string(iss), JTI: string(jti), Exp: exp})
+	}, func(iss, claim, value []byte, nb int64) {
+		s.Cutoffs = append(s.Cutoffs, SnapshotCutoff{Iss: string(iss), Claim: string(claim), Value: string(value), NotBefore: nb})
+	})
+	return err
+}
+
+// snapReader decodes a snapshot as a stream, so that a replica applies entries as they
+// arrive instead of holding the whole object and a copy of every string.
+type snapReader struct {
+	r   *bufio.Reader
+	buf [4][]byte // the strings of the current entry; reused
+	err error
+}
+
+func newSnapReader(r io.Reader) *snapReader { return &snapReader{r: bufio.NewReaderSize(r, 256<<10)} }
+
+func (d *snapReader) fail(err error) {
+	if d.err == nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = ErrBadSnapshot
+		}
+		d.err = err
+	}
+}
+
+func (d *snapReader) uvarint() uint64 {
+	v, err := binary.ReadUvarint(d.r)
+	if err != nil {
+		d.fail(err)
+	}
+	return v
+}
+
+func (d *snapReader) varint() int64 {
+	v, err := binary.ReadVarint(d.r)
+	if err != nil {
+		d.fail(err)
+	}
+	return v
+}
+
+// bytes reads a length-prefixed string into buffer i, valid until the next call with i.
+func (d *snapReader) bytes(i int) []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > event.MaxPayload {
+		d.fail(ErrBadSnapshot)
+		return nil
+	}
+	b := append(d.buf[i][:0], make([]byte, n)...)
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.fail(err)
+		return nil
+	}
+	d.buf[i] = b
+	return b
+}
+
+func (d *snapReader) header(s *Snapshot) (nj, nc uint64, err error) {
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(d.r, magic); err != nil || string(magic) != snapshotMagic {
+		return 0, 0, ErrBadSnapshot
+	}
+	s.Stream = string(d.bytes(0))
 	s.Created = time.Unix(0, d.varint())
 	s.Sequence = d.uvarint()
-	nj, nc := d.uvarint(), d.uvarint()
-	if d.err || nj > uint64(len(d.b)) || nc > uint64(len(d.b)) {
-		return ErrBadSnapshot
+	nj, nc = d.uvarint(), d.uvarint()
+	return nj, nc, d.err
+}
+
+// entries reads nj jti entries and nc cutoffs, then checks that nothing follows. The
+// slices given to the callbacks are valid only during the call.
+func (d *snapReader) entries(nj, nc uint64, jti func(iss, jti []byte, exp int64), cutoff func(iss, claim, value []byte, nb int64)) error {
+	for i := uint64(0); i < nj && d.err == nil; i++ {
+		iss, id, exp := d.bytes(0), d.bytes(1), d.varint()
+		if d.err == nil {
+			jti(iss, id, exp)
+		}
 	}
-	s.JTI = make([]SnapshotJTI, nj)
-	for i := range s.JTI {
-		s.JTI[i] = SnapshotJTI{Iss: d.str(), JTI: d.str(), Exp: d.varint()}
+	for i := uint64(0); i < nc && d.err == nil; i++ {
+		iss, claim, value, nb := d.bytes(0), d.bytes(1), d.bytes(2), d.varint()
+		if d.err == nil {
+			cutoff(iss, claim, value, nb)
+		}
 	}
-	s.Cutoffs = make([]SnapshotCutoff, nc)
-	for i := range s.Cutoffs {
-		s.Cutoffs[i] = SnapshotCutoff{Iss: d.str(), Claim: d.str(), Value: d.str(), NotBefore: d.varint()}
+	if d.err != nil {
+		return d.err
 	}
-	if d.err || len(d.b) != 0 {
-		return ErrBadSnapshot
+	if _, err := d.r.ReadByte(); err != io.EOF {
+		if err == nil {
+			err = ErrBadSnapshot
+		}
+		return err // trailing bytes, or the object store's digest mismatch
 	}
 	return nil
-}
-
-type snapDecoder struct {
-	b   []byte
-	err bool
-}
-
-func (d *snapDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err, d.b = true, nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *snapDecoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err, d.b = true, nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *snapDecoder) str() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.err, d.b = true, nil
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
 }
 
 // WriteSnapshot stores s in the Object Store bucket (created if missing) under the
@@ -258,45 +309,74 @@ func ReadSnapshot(ctx context.Context, js jetstream.JetStream, bucket, stream st
 }
 
 // loadSnapshot applies the snapshot of Options.SnapshotBucket, if there is a usable
-// one, and returns its sequence (0: none, replay everything).
+// one, and returns its sequence (0: none, replay everything). It applies entries as it
+// reads them; if the object then turns out bad (truncated, or its digest does not
+// match), the entries applied so far stay and the whole stream is replayed: applying
+// events again changes nothing, so nothing is lost either way.
 func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) uint64 {
 	if r.opts.SnapshotBucket == "" {
 		return 0
 	}
-	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	c, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	s, err := ReadSnapshot(c, r.js, r.opts.SnapshotBucket, r.opts.Stream)
-	if err != nil {
-		r.log.Warn("no usable snapshot; replaying the whole stream", "bucket", r.opts.SnapshotBucket, "err", err)
+	fail := func(msg string, args ...any) uint64 {
+		r.log.Warn(msg+"; replaying the whole stream", append([]any{"bucket", r.opts.SnapshotBucket}, args...)...)
 		return 0
 	}
+	obs, err := r.js.ObjectStore(c, r.opts.SnapshotBucket)
+	if err != nil {
+		return fail("no snapshot bucket", "err", err)
+	}
+	res, err := obs.Get(c, r.opts.Stream)
+	if err != nil {
+		return fail("no snapshot", "err", err)
+	}
+	defer res.Close()
+	d := newSnapReader(res)
+	var s Snapshot
+	nj, nc, err := d.header(&s)
+	if err != nil {
+		return fail("unreadable snapshot", "err", err)
+	}
 	if s.Stream != r.opts.Stream || !s.Created.Equal(info.Created) || s.Sequence > info.State.LastSeq {
-		r.log.Warn("snapshot is of another stream or incarnation; replaying the whole stream",
-			"bucket", r.opts.SnapshotBucket, "snapshot_sequence", s.Sequence, "stream_last_sequence", info.State.LastSeq)
-		return 0
+		return fail("snapshot of another stream or incarnation",
+			"snapshot_sequence", s.Sequence, "stream_last_sequence", info.State.LastSeq)
 	}
 	now := time.Now().Unix()
 	grace := int64(r.opts.Leeway / time.Second)
 	life := int64(r.opts.MaxTokenLifetime / time.Second)
-	for _, e := range s.JTI {
-		if e.Exp+grace >= now {
-			r.set.AddJTI(r.set.JTIKey(e.Iss, e.JTI), e.Exp)
-		}
-	}
 	allowed := r.opts.CutoffClaims
 	if allowed == nil {
 		allowed = event.DefaultCutoffClaims
 	}
-	for _, c := range s.Cutoffs {
+	issuers := make(map[string]string) // the few issuers, shared by every entry
+	intern := func(b []byte) string {
+		if v, ok := issuers[string(b)]; ok {
+			return v
+		}
+		v := string(b)
+		if len(issuers) < 1024 {
+			issuers[v] = v
+		}
+		return v
+	}
+	err = d.entries(nj, nc, func(iss, jti []byte, exp int64) {
+		if exp+grace >= now {
+			r.set.AddJTI(r.set.JTIKey(intern(iss), string(jti)), exp)
+		}
+	}, func(iss, claim, value []byte, nb int64) {
 		// A snapshot built with a wider claim list than this replica's: keep to ours,
 		// as the replica would have rejected those events.
-		if c.NotBefore+life+grace >= now && slices.Contains(allowed, c.Claim) {
-			r.set.AddCutoff(r.set.CutoffKey(c.Iss, c.Claim, c.Value), c.NotBefore)
+		if nb+life+grace >= now && slices.Contains(allowed, string(claim)) {
+			r.set.AddCutoff(r.set.CutoffKey(intern(iss), string(claim), string(value)), nb)
 		}
+	})
+	if err != nil {
+		return fail("bad snapshot", "err", err)
 	}
 	r.lastSeq.Store(s.Sequence)
-	r.log.Info("snapshot loaded", "sequence", s.Sequence, "jti_entries", len(s.JTI), "cutoffs", len(s.Cutoffs),
+	r.log.Info("snapshot loaded", "sequence", s.Sequence, "jti_entries", nj, "cutoffs", nc,
 		"took", time.Since(start).String())
 	return s.Sequence
 }
