@@ -187,8 +187,8 @@ func TestHostileInput(t *testing.T) {
 		{"jku pointing elsewhere, real kid", bearer(sign(attacker, map[string]any{"kid": e.kid, "jku": e.far + "/jwks.json"}, e.claims())), nil, ReasonBadSignature},
 		{"x5u pointing elsewhere", bearer(sign(attacker, map[string]any{"kid": "attacker", "x5u": e.far + "/cert.pem"}, e.claims())), nil, ReasonUnknownKey},
 		{"jwk header with the attacker's key and the real kid", bearer(sign(attacker, map[string]any{"kid": e.kid, "jwk": attackerJWK}, e.claims())), nil, ReasonBadSignature},
-		// Without a kid the JWKS is offered as a whole, which Keys refuses: bad_algorithm.
-		{"jwk header with the attacker's key, no kid", bearer(sign(attacker, map[string]any{"jwk": attackerJWK}, e.claims())), nil, ReasonBadAlgorithm},
+		// Without a kid the JWKS's public keys are tried; the embedded key never is.
+		{"jwk header with the attacker's key, no kid", bearer(sign(attacker, map[string]any{"jwk": attackerJWK}, e.claims())), nil, ReasonBadSignature},
 		{"x5c header with junk", bearer(sign(attacker, map[string]any{"kid": e.kid, "x5c": []string{"MIIB" + strings.Repeat("A", 200)}}, e.claims())), nil, ReasonBadSignature},
 		{"kid with path traversal", bearer(e.token(map[string]any{"kid": "../../../../../../etc/passwd"}, nil)), nil, ReasonUnknownKey},
 		{"kid with path traversal to the real kid", bearer(e.token(map[string]any{"kid": "../" + e.kid}, nil)), nil, ReasonUnknownKey},

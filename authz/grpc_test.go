@@ -269,3 +269,34 @@ func TestCacheEntryNeverOutlivesExp(t *testing.T) {
 		t.Fatalf("cached token past exp: %v", d.Reason)
 	}
 }
+
+// A token that would outlive the stream's memory of its revocation is refused.
+func TestTooLongLived(t *testing.T) {
+	e := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.MaxLifetime = 24 * time.Hour })
+	if resp := e.check(t, envoyreq.Bearer(e.ed.Token("alice", 23*time.Hour, nil))); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+		t.Fatalf("a 23 h token: %v", resp.GetStatus())
+	}
+	resp := e.check(t, envoyreq.Bearer(e.ed.Token("alice", 25*time.Hour, nil)))
+	if resp.GetStatus().GetMessage() != "too_long_lived" || deniedHeader(resp, "www-authenticate") != `Bearer error="invalid_token", error_description="token lifetime exceeds the revocation window"` {
+		t.Fatalf("a 25 h token: %v %q", resp.GetStatus(), deniedHeader(resp, "www-authenticate"))
+	}
+}
+
+// Single-key issuers often omit kid: the JWKS's public keys are tried, never a symmetric one.
+func TestTokenWithoutKID(t *testing.T) {
+	e := newTestEnv(t)
+	for _, iss := range []*devissuer.Issuer{e.ed, e.rsa} {
+		kid := iss.KID
+		iss.KID = ""
+		tok := iss.Token("alice", time.Hour, nil)
+		iss.KID = kid
+		if resp := e.check(t, envoyreq.Bearer(tok)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+			t.Fatalf("%s token without kid: %v", iss.Alg(), resp.GetStatus())
+		}
+	}
+	stranger, _ := devissuer.New("EdDSA", testIss, testAud)
+	stranger.KID = ""
+	if resp := e.check(t, envoyreq.Bearer(stranger.Token("eve", time.Hour, nil))); resp.GetStatus().GetMessage() != "bad_signature" {
+		t.Fatalf("unknown key without kid: %v", resp.GetStatus())
+	}
+}

@@ -176,11 +176,32 @@ func (k *Keys) Keyfunc(t *jwt.Token) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnknownKey, err)
 	}
-	switch key.(type) {
+	switch key := key.(type) {
 	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
 		return key, nil
+	case jwt.VerificationKeySet:
+		// A token without kid: keyfunc offers every key of the set. Keep the public
+		// keys only, so that no symmetric key of a JWKS can ever verify a token.
+		var set jwt.VerificationKeySet
+		for _, k := range key.Keys {
+			if asymmetric(k) {
+				set.Keys = append(set.Keys, k)
+			}
+		}
+		if len(set.Keys) == 0 {
+			return nil, ErrUnknownKey
+		}
+		return set, nil
 	}
 	return nil, fmt.Errorf("%w: key type %T cannot verify", ErrBadAlgorithm, key)
+}
+
+func asymmetric(k any) bool {
+	switch k.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return true
+	}
+	return false
 }
 
 func readJWKS(path string) ([]jwkset.JWK, []byte, error) {

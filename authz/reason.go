@@ -22,6 +22,7 @@ const (
 	ReasonWrongIssuer          // iss not accepted
 	ReasonWrongAudience        // aud not accepted
 	ReasonMissingClaim         // exp, or jti when required, missing
+	ReasonTooLongLived         // exp further away than the revocation window (--max-token-lifetime)
 	ReasonRevokedJTI           // the token's jti is on the blocklist
 	ReasonRevokedCutoff        // a cutoff on sub, sid, client_id... covers the token
 	ReasonNotReady             // the replica has not caught up yet: fail closed
@@ -46,6 +47,7 @@ var reasonInfo = [numReasons]struct {
 	ReasonWrongIssuer:   {"wrong_issuer", "issuer not accepted", 401},
 	ReasonWrongAudience: {"wrong_audience", "audience not accepted", 401},
 	ReasonMissingClaim:  {"missing_claim", "required claim missing", 401},
+	ReasonTooLongLived:  {"too_long_lived", "token lifetime exceeds the revocation window", 401},
 	ReasonRevokedJTI:    {"revoked_jti", "token revoked", 401},
 	ReasonRevokedCutoff: {"revoked_cutoff", "token revoked", 401},
 	ReasonNotReady:      {"not_ready", "revocation list not yet synced", 503},

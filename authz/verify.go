@@ -15,11 +15,15 @@ import (
 
 // VerifierConfig holds the claim checks.
 type VerifierConfig struct {
-	Issuers      []string      // accepted iss; empty accepts any
-	Audiences    []string      // accepted aud (one match is enough); empty accepts any
-	Leeway       time.Duration // clock skew allowed on exp, nbf, iat
-	RequireJTI   bool          // refuse tokens without jti
-	CutoffClaims []string      // claims a cutoff may name; sub, sid, client_id are read natively
+	Issuers    []string      // accepted iss; empty accepts any
+	Audiences  []string      // accepted aud (one match is enough); empty accepts any
+	Leeway     time.Duration // clock skew allowed on exp, nbf, iat
+	RequireJTI bool          // refuse tokens without jti
+	// MaxLifetime refuses tokens whose exp is further away than this (plus Leeway):
+	// revocation events are kept that long, so such a token would outlive its own
+	// revocation. 0 accepts any exp.
+	MaxLifetime  time.Duration
+	CutoffClaims []string // claims a cutoff may name; sub, sid, client_id are read natively
 }
 
 // Claims are the verified claims a decision needs.
@@ -105,6 +109,9 @@ func (v *Verifier) checkClaims(token string, tc *tokenClaims, now time.Time) (*C
 	}
 	if now.After(tc.ExpiresAt.Add(v.cfg.Leeway)) {
 		return nil, ReasonExpired
+	}
+	if v.cfg.MaxLifetime > 0 && tc.ExpiresAt.Sub(now) > v.cfg.MaxLifetime+v.cfg.Leeway {
+		return nil, ReasonTooLongLived
 	}
 	if tc.NotBefore != nil && now.Add(v.cfg.Leeway).Before(tc.NotBefore.Time) {
 		return nil, ReasonNotYetValid

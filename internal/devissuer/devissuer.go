@@ -88,10 +88,12 @@ func pad(n *big.Int, size int) []byte {
 	return n.FillBytes(b)
 }
 
-// Sign signs claims as they are, with the issuer's kid in the header.
+// Sign signs claims as they are, with the issuer's kid in the header (none if KID is empty).
 func (i *Issuer) Sign(claims jwt.MapClaims) string {
 	t := jwt.NewWithClaims(i.method, claims)
-	t.Header["kid"] = i.KID
+	if i.KID != "" {
+		t.Header["kid"] = i.KID
+	}
 	s, err := t.SignedString(i.private)
 	if err != nil {
 		panic(err) // only with a broken key, which New never makes

@@ -116,6 +116,7 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 		Audiences:    cfg.Audiences,
 		Leeway:       cfg.Leeway,
 		RequireJTI:   cfg.RequireJTI,
+		MaxLifetime:  cfg.MaxTokenLife,
 		CutoffClaims: cfg.CutoffClaims,
 	})
 	s.Authorizer = authz.NewAuthorizer(verifier, s.Set, authz.Options{
