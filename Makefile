@@ -40,6 +40,14 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
 	  done; \
 	done
 
+.PHONY: test-faults
+test-faults: ## Fault-injection suite, long form: real nats-server and revoked processes (~6 min)
+	REVOKED_FAULTS=long $(GO) test -race -count=1 -timeout 30m -v $(RUN) ./faults
+
+.PHONY: test-soak
+test-soak: ## Bounded soak of a real sidecar (SOAK_DURATION, default 2m)
+	REVOKED_SOAK=1 REVOKED_SOAK_DURATION=$${SOAK_DURATION:-2m} $(GO) test -count=1 -timeout 15m -v ./soak
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
