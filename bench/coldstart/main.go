@@ -208,7 +208,7 @@ func withSnapshot(ctx context.Context, o opts, js jetstream.JetStream, url, dir 
 			fmt.Printf("coldstart: snapshot run %d: exec to ready %.3fs, last event enforced, RSS %.0f MiB\n", r+1, ready.Sub(start).Seconds(), float64(rss)/(1<<20))
 		}
 	} else {
-		mode = "in-process replica"
+		mode = "in-process"
 		fmt.Println("coldstart: this revoked binary has no --snapshot-bucket flag; measuring the replica in this process")
 		var full []time.Duration
 		for r := range o.runs {
@@ -229,7 +229,7 @@ func withSnapshot(ctx context.Context, o opts, js jetstream.JetStream, url, dir 
 		fmt.Printf("coldstart: in-process full replay of %d events: median %.3fs\n", o.n+o.tail, full[len(full)/2].Seconds())
 	}
 	slices.Sort(readies)
-	fmt.Printf("FIGURE coldstart-snapshot events=%d+%d mode=%q ready_median=%.3fs ready_min=%.3fs ready_max=%.3fs\n",
+	fmt.Printf("FIGURE coldstart-snapshot events=%d+%d mode=%s ready_median=%.3fs ready_min=%.3fs ready_max=%.3fs\n",
 		o.n, o.tail, mode, readies[len(readies)/2].Seconds(), readies[0].Seconds(), readies[len(readies)-1].Seconds())
 	return nil
 }
