@@ -177,7 +177,21 @@ func TestSnapshotMissingOrCorrupt(t *testing.T) {
 	if _, err := obs.PutString(context.Background(), event.DefaultStream, "REVSNAP1 truncated"); err != nil {
 		t.Fatal(err)
 	}
-	for _, bucket := range []string{"NONE", "BAD"} {
+	// A real snapshot cut short: entries are applied as read, then the replica sees the
+	// object is bad and replays the whole stream.
+	snap, err := BuildSnapshot(context.Background(), js, Options{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := snap.MarshalBinary()
+	cut, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "CUT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cut.PutBytes(context.Background(), event.DefaultStream, whole[:len(whole)-3]); err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{"NONE", "BAD", "CUT"} {
 		r, set, _ := snapReplica(t, ns, bucket)
 		snapWait(t, "the replica to reach the stream's end", func() bool { return r.LastSequence() == last })
 		if !set.HasJTI(set.JTIKey(snapIss, "a")) || !set.HasJTI(set.JTIKey(snapIss, "b")) {
