@@ -39,6 +39,9 @@ type Sidecar struct {
 	NATS          natsconn.Options // --nats-*
 	Stream        string           // --stream
 	SubjectPrefix string           // --subject-prefix
+	// SnapshotBucket is an Object Store bucket whose snapshot of the stream (written
+	// by revokectl snapshot) is loaded before replaying the rest: a fast cold start.
+	SnapshotBucket string // --snapshot-bucket
 
 	JWKSFile        string        // --jwks-file
 	JWKSURL         string        // --jwks-url
@@ -68,6 +71,7 @@ func (c *Sidecar) RegisterFlags(fs *flag.FlagSet) {
 	c.NATS.RegisterFlags(fs)
 	fs.StringVar(&c.Stream, "stream", event.DefaultStream, "JetStream stream to replay and follow")
 	fs.StringVar(&c.SubjectPrefix, "subject-prefix", event.DefaultSubjectPrefix, "subject prefix of revocation events")
+	fs.StringVar(&c.SnapshotBucket, "snapshot-bucket", "", "NATS Object Store bucket holding a snapshot of the stream (revokectl snapshot), loaded before replaying the events after it; empty replays the whole stream")
 	fs.StringVar(&c.JWKSFile, "jwks-file", "", "file with the issuer's JWKS (reloaded when it changes)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "URL of the issuer's JWKS")
 	fs.DurationVar(&c.JWKSRefresh, "jwks-refresh", time.Hour, "how often the JWKS is fetched again (an unknown kid also triggers a rate-limited fetch)")

@@ -101,6 +101,7 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 	s.Replica, err = revsync.New(s.nc, s.Set, revsync.Options{
 		Stream:           cfg.Stream,
 		SubjectPrefix:    cfg.SubjectPrefix,
+		SnapshotBucket:   cfg.SnapshotBucket,
 		CutoffClaims:     cfg.CutoffClaims,
 		MaxTokenLifetime: cfg.MaxTokenLife,
 		Leeway:           cfg.Leeway,
@@ -149,7 +150,9 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 
 func (s *Sidecar) listen() error {
 	ka := keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
-	s.grpcServer = grpc.NewServer(grpc.KeepaliveParams(ka), grpc.MaxRecvMsgSize(4<<20))
+	// GRPCServerOptions decodes only the authorization header of a CheckRequest.
+	opts := append([]grpc.ServerOption{grpc.KeepaliveParams(ka), grpc.MaxRecvMsgSize(4 << 20)}, authz.GRPCServerOptions()...)
+	s.grpcServer = grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(s.grpcServer, authz.NewGRPCServer(s.Authorizer, s.cfg.SubjectHeader))
 	s.health = health.NewServer()
 	for _, svc := range []string{"", authzService} {
