@@ -101,7 +101,7 @@ var valueSets = map[string]valueSet{
 	},
 	"example-unix": {
 		file:    "ci/example-unix-values.yaml",
-		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 1, "ConfigMap": 1, "ServiceAccount": 1},
+		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 1, "ConfigMap": 1, "ServiceAccount": 1, "CronJob": 1},
 		example: &exampleWant{grpc: true, unix: true, native: true, adminPort: 9193},
 	},
 	"example-http": {
@@ -156,6 +156,7 @@ type manifests struct {
 	services    []corev1.Service
 	configMaps  []corev1.ConfigMap
 	jobs        []batchv1.Job
+	cronJobs    []batchv1.CronJob
 	pdbs        []policyv1.PodDisruptionBudget
 	sas         []corev1.ServiceAccount
 	pods        []corev1.Pod
@@ -198,6 +199,8 @@ func decodeAll(t *testing.T, out string) *manifests {
 			m.configMaps = append(m.configMaps, strict[corev1.ConfigMap](doc, &err))
 		case "batch/v1 Job":
 			m.jobs = append(m.jobs, strict[batchv1.Job](doc, &err))
+		case "batch/v1 CronJob":
+			m.cronJobs = append(m.cronJobs, strict[batchv1.CronJob](doc, &err))
 		case "policy/v1 PodDisruptionBudget":
 			m.pdbs = append(m.pdbs, strict[policyv1.PodDisruptionBudget](doc, &err))
 		case "v1 ServiceAccount":
@@ -238,6 +241,7 @@ func TestTemplate(t *testing.T) {
 				checkPod(t, p.name, p.spec)
 			}
 			checkStreamInit(t, m)
+			checkSnapshot(t, m)
 			checkTestPod(t, m)
 			if m.kinds["PodDisruptionBudget"] > 0 || vs.file == "ci/ingest-values.yaml" {
 				checkIngest(t, m)
@@ -263,6 +267,9 @@ func (m *manifests) podSpecs() []namedPod {
 	}
 	for _, j := range m.jobs {
 		out = append(out, namedPod{"Job " + j.Name, j.Spec.Template.Spec, j.Spec.Template.Labels})
+	}
+	for _, j := range m.cronJobs {
+		out = append(out, namedPod{"CronJob " + j.Name, j.Spec.JobTemplate.Spec.Template.Spec, j.Spec.JobTemplate.Spec.Template.Labels})
 	}
 	for _, p := range m.pods {
 		out = append(out, namedPod{"Pod " + p.Name, p.Spec, p.Labels})
@@ -631,6 +638,46 @@ func checkStreamInit(t *testing.T, m *manifests) {
 	for _, k := range []string{"nats-url", "stream", "subject-prefix", "max-token-lifetime", "duplicate-window", "replicas"} {
 		if f[k] == "" {
 			t.Errorf("stream-init without --%s", k)
+		}
+	}
+}
+
+// checkSnapshot checks the snapshot CronJob, when there is one: it runs revokectl
+// snapshot into the bucket every revoked sidecar of the release starts from.
+func checkSnapshot(t *testing.T, m *manifests) {
+	t.Helper()
+	var buckets []string
+	for _, p := range m.podSpecs() {
+		for _, c := range append(p.spec.InitContainers, p.spec.Containers...) {
+			if b := flags(c)["snapshot-bucket"]; c.Name == "revoked" && b != "" {
+				buckets = append(buckets, b)
+			}
+		}
+	}
+	if len(m.cronJobs) == 0 {
+		if len(buckets) > 0 {
+			t.Errorf("sidecars start from bucket %v that no CronJob writes", buckets)
+		}
+		return
+	}
+	if len(m.cronJobs) != 1 {
+		t.Fatalf("%d CronJobs, want the snapshot CronJob", len(m.cronJobs))
+	}
+	cj := m.cronJobs[0]
+	if cj.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+		t.Errorf("snapshot concurrency policy %q: two writers would race", cj.Spec.ConcurrencyPolicy)
+	}
+	c := cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0]
+	if !slices.Equal(c.Command, []string{"/usr/local/bin/revokectl"}) || len(c.Args) == 0 || c.Args[0] != "snapshot" {
+		t.Errorf("snapshot runs %v %v, want revokectl snapshot", c.Command, c.Args)
+	}
+	bucket := flags(c)["bucket"]
+	if bucket == "" || len(buckets) == 0 {
+		t.Fatalf("snapshot bucket %q, sidecars reading %v", bucket, buckets)
+	}
+	for _, b := range buckets {
+		if b != bucket {
+			t.Errorf("a sidecar reads bucket %q, the CronJob writes %q", b, bucket)
 		}
 	}
 }

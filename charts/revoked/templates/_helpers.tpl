@@ -200,6 +200,9 @@ the pod IP so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by 
     - --max-staleness={{ $v.maxStaleness }}
     - --stale-policy={{ $v.stalePolicy }}
     - --log-level={{ $v.logLevel }}
+    {{- if $root.Values.snapshot.enabled }}
+    - --snapshot-bucket={{ $root.Values.snapshot.bucket }}
+    {{- end }}
     {{- with $v.extraArgs }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
