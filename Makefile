@@ -29,8 +29,8 @@ test: $(HELM) ## Run the whole suite with -race (T=Name PKG=./sync/... to narrow
 	$(GO) test -race -count=1 -timeout 20m $(RUN) $(PKG)
 
 .PHONY: bench
-bench: ## Run the Go benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKG)
+bench: ## Every benchmark of BENCHMARKS.md: Go benchmarks, loadgen, cold start, propagation (~5 min; BENCHTIME, LOAD_DURATION, COLD_EVENTS, PROP_SIDECARS, STAGES="go load cold prop")
+	bash scripts/bench.sh
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
