@@ -50,6 +50,7 @@ type Replica struct {
 	readyCh     chan struct{}
 	lastContact atomic.Int64 // unix nanoseconds when NATS was last known reachable
 	progress    atomic.Int64 // unix nanoseconds of the last event (or consumer start, or stall check)
+	behindSince atomic.Int64 // unix nanoseconds since the replica has been stalled behind the stream; 0: not stalled
 
 	applied  *prometheus.CounterVec
 	rejected *prometheus.CounterVec
@@ -113,7 +114,7 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 			Name: "revoked_sync_ready", Help: "1 once the replica has caught up with the stream as it stood at start.",
 		}, func() float64 { return b2f(r.ready.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "revoked_sync_staleness_seconds", Help: "Time since NATS was last reachable; 0 while connected.",
+			Name: "revoked_sync_staleness_seconds", Help: "How long the replica has not been following the stream (NATS unreachable, or its consumer stalled); 0 while it follows.",
 		}, func() float64 { return r.Staleness(time.Now()).Seconds() }),
 	)
 	for _, kind := range []string{"jti", "cutoff"} {
@@ -151,12 +152,17 @@ func (r *Replica) LastSequence() uint64 { return r.lastSeq.Load() }
 // Connected reports whether the NATS connection is up.
 func (r *Replica) Connected() bool { return r.nc.IsConnected() }
 
-// Staleness is how long NATS has been unreachable: 0 while connected.
+// Staleness is how long the replica has not been following the stream: since NATS
+// became unreachable, or since its last event while its consumer is stalled behind the
+// stream; 0 while it follows.
 func (r *Replica) Staleness(now time.Time) time.Duration {
-	if r.nc.IsConnected() {
-		return 0
+	var d time.Duration
+	if !r.nc.IsConnected() {
+		d = now.Sub(time.Unix(0, r.lastContact.Load()))
 	}
-	d := now.Sub(time.Unix(0, r.lastContact.Load()))
+	if b := r.behindSince.Load(); b != 0 {
+		d = max(d, now.Sub(time.Unix(0, b)))
+	}
 	return max(d, 0)
 }
 
@@ -259,7 +265,8 @@ func (r *Replica) consume(ctx context.Context, stream jetstream.Stream, start ui
 // nothing for StallAfter while connected although the stream holds newer events; it
 // returns the sequence to resume from.
 func (r *Replica) stalled(ctx context.Context, stream jetstream.Stream, now time.Time) (uint64, bool) {
-	if !r.nc.IsConnected() || now.Sub(time.Unix(0, r.progress.Load())) < r.opts.StallAfter {
+	lastProgress := r.progress.Load()
+	if !r.nc.IsConnected() || now.Sub(time.Unix(0, lastProgress)) < r.opts.StallAfter {
 		return 0, false
 	}
 	r.progress.Store(now.UnixNano())
@@ -273,6 +280,8 @@ func (r *Replica) stalled(ctx context.Context, stream jetstream.Stream, now time
 	if info.State.LastSeq <= last || info.State.Msgs == 0 {
 		return 0, false
 	}
+	// Stale since the last sign of progress; the next applied event clears it.
+	r.behindSince.CompareAndSwap(0, lastProgress)
 	r.log.Warn("stream consumer stalled; recreating it", "last_sequence", last, "stream_last_sequence", info.State.LastSeq)
 	return last + 1, true
 }
@@ -342,6 +351,9 @@ func (r *Replica) handle(msg jetstream.Msg) {
 	now := time.Now()
 	r.Apply(msg.Data(), seq, now)
 	r.progress.Store(now.UnixNano())
+	if r.behindSince.Load() != 0 {
+		r.behindSince.Store(0)
+	}
 	// A replaced consumer may still hand over a message it had: never go back.
 	for last := r.lastSeq.Load(); seq > last; last = r.lastSeq.Load() {
 		if r.lastSeq.CompareAndSwap(last, seq) {

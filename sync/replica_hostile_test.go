@@ -395,6 +395,10 @@ func TestHostileConsumerStall(t *testing.T) {
 	if waitSeq(seq, 4*time.Second) {
 		t.Fatal("applied while no consumer could exist")
 	}
+	// Connected but stuck behind the stream: the replica says it is stale.
+	if s := r.Staleness(time.Now()); s < time.Second {
+		t.Fatalf("staleness %v while stalled behind the stream", s)
+	}
 	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
 		t.Fatal(err)
 	}
@@ -403,5 +407,8 @@ func TestHostileConsumerStall(t *testing.T) {
 	}
 	if !set.HasJTI(set.JTIKey("", "during")) {
 		t.Fatal("event published during the stall not applied")
+	}
+	if s := r.Staleness(time.Now()); s != 0 {
+		t.Fatalf("staleness %v after the replica caught up", s)
 	}
 }
