@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/revoked-dev/revoked/internal/poll"
 	"github.com/revoked-dev/revoked/internal/sidecar"
 )
 
@@ -27,7 +28,7 @@ func TestLeakSidecarStartStop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, 20*time.Second, "ready", sc.Ready)
+		poll.Until(t, 20*time.Second, "ready", sc.Ready)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := sc.Shutdown(ctx); err != nil {
 			t.Errorf("round %d: shutdown: %v", i, err)

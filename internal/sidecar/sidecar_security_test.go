@@ -25,6 +25,7 @@ import (
 	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
+	"github.com/revoked-dev/revoked/internal/poll"
 	"github.com/revoked-dev/revoked/internal/sidecar"
 	"github.com/revoked-dev/revoked/internal/testnats"
 	"github.com/revoked-dev/revoked/stream"
@@ -126,7 +127,7 @@ func newSecEnv(t *testing.T) *secEnv {
 	}
 	t.Cleanup(func() { conn.Close() })
 	e.client = authv3.NewAuthorizationClient(conn)
-	waitUntil(t, 20*time.Second, "sidecar ready", e.sc.Ready)
+	poll.Until(t, 20*time.Second, "sidecar ready", e.sc.Ready)
 	return e
 }
 
@@ -139,17 +140,6 @@ func (e *secEnv) reason(t *testing.T, tok string) string {
 		t.Fatal(err)
 	}
 	return resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue()
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // The listeners default to loopback (Envoy runs in the same pod): nothing is exposed
@@ -202,11 +192,11 @@ func TestSecurityRestrictedNATSUser(t *testing.T) {
 		}
 	}
 	tok := revoke()
-	waitUntil(t, 10*time.Second, "revocation applied", func() bool { return e.reason(t, tok) == "revoked_jti" })
+	poll.Until(t, 10*time.Second, "revocation applied", func() bool { return e.reason(t, tok) == "revoked_jti" })
 
 	e.nats.Restart()
 	tok2 := revoke()
-	waitUntil(t, 20*time.Second, "revocation applied after a server restart", func() bool { return e.reason(t, tok2) == "revoked_jti" })
+	poll.Until(t, 20*time.Second, "revocation applied after a server restart", func() bool { return e.reason(t, tok2) == "revoked_jti" })
 	fresh := e.issuer.Token("bob", time.Hour, nil)
 	tokens = append(tokens, fresh)
 	if r := e.reason(t, fresh); r != "ok" {
@@ -241,7 +231,7 @@ func TestSecurityRestrictedNATSUser(t *testing.T) {
 	if err := nc.Publish("$JS.API.STREAM.PURGE.REVOCATIONS", nil); err == nil {
 		_ = nc.Flush()
 	}
-	waitUntil(t, 5*time.Second, "permission violations reported", func() bool {
+	poll.Until(t, 5*time.Second, "permission violations reported", func() bool {
 		n := 0
 		violations.Range(func(k, _ any) bool {
 			if strings.Contains(strings.ToLower(k.(string)), "permissions violation") {

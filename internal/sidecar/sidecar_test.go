@@ -22,6 +22,7 @@ import (
 	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
+	"github.com/revoked-dev/revoked/internal/poll"
 	"github.com/revoked-dev/revoked/internal/testnats"
 	"github.com/revoked-dev/revoked/stream"
 )
@@ -30,17 +31,6 @@ const (
 	iss = "https://idp.example.com"
 	aud = "orders-api"
 )
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 type harness struct {
 	t      *testing.T
@@ -168,7 +158,7 @@ func TestEndToEnd(t *testing.T) {
 	// An operator creates the stream; an earlier revocation of mallory is in it.
 	js := h.nats.CreateStream(stream.Settings{})
 	h.publish(js, "revocations.cutoff", fmt.Sprintf(`{"type":"cutoff","claim":"sub","value":"mallory","not_before":%d,"iss":%q}`, time.Now().Add(time.Second).Unix(), iss))
-	waitFor(t, 10*time.Second, "ready", h.s.Ready)
+	poll.Until(t, 10*time.Second, "ready", h.s.Ready)
 	if r := h.check(mallory); allowed(r) || description(r) != "token revoked" {
 		t.Fatalf("replayed cutoff not enforced at ready: %v", r.GetStatus())
 	}
@@ -193,7 +183,7 @@ func TestEndToEnd(t *testing.T) {
 	exp := time.Now().Add(time.Hour).Unix()
 	h.publish(js, "revocations.jti", fmt.Sprintf(`{"type":"jti","jti":%q,"exp":%d,"iss":%q,"reason":"logout"}`, jti, exp, iss))
 	h.publish(js, "revocations.cutoff", fmt.Sprintf(`{"type":"cutoff","claim":"sub","value":"carol","not_before":%d,"reason":"password_change"}`, time.Now().Add(time.Second).Unix()))
-	waitFor(t, 5*time.Second, "bob and carol denied", func() bool { return !allowed(h.check(bobTok)) && !allowed(h.check(carol)) })
+	poll.Until(t, 5*time.Second, "bob and carol denied", func() bool { return !allowed(h.check(bobTok)) && !allowed(h.check(carol)) })
 	for name, tok := range map[string]string{"bob": bobTok, "carol": carol} {
 		r := h.check(tok)
 		if r.GetDeniedResponse().GetStatus().GetCode() != 401 || description(r) != "token revoked" {
@@ -257,7 +247,7 @@ func TestUnixSocket(t *testing.T) {
 	if h.s.GRPCAddr() != "unix://"+sock {
 		t.Fatalf("GRPCAddr %q", h.s.GRPCAddr())
 	}
-	waitFor(t, 10*time.Second, "ready", h.s.Ready)
+	poll.Until(t, 10*time.Second, "ready", h.s.Ready)
 	if r := h.check(h.issuer.Token("alice", time.Hour, nil)); !allowed(r) {
 		t.Fatalf("check over the Unix socket: %v", r.GetStatus())
 	}
@@ -269,10 +259,10 @@ func TestStalePolicy(t *testing.T) {
 			h := newHarness(t)
 			h.nats.CreateStream(stream.Settings{})
 			h.start("--max-staleness", "300ms", "--stale-policy", policy)
-			waitFor(t, 10*time.Second, "ready", h.s.Ready)
+			poll.Until(t, 10*time.Second, "ready", h.s.Ready)
 			tok := h.issuer.Token("alice", time.Hour, nil)
 			h.nats.Stop()
-			waitFor(t, 5*time.Second, "staleness past the limit", func() bool {
+			poll.Until(t, 5*time.Second, "staleness past the limit", func() bool {
 				return h.s.Replica.Staleness(time.Now()) > 400*time.Millisecond
 			})
 			time.Sleep(100 * time.Millisecond) // one turn of the gate loop
@@ -291,7 +281,7 @@ func TestStalePolicy(t *testing.T) {
 				}
 			}
 			h.nats.Restart()
-			waitFor(t, 10*time.Second, "serving again after NATS returns", func() bool { return allowed(h.check(tok)) })
+			poll.Until(t, 10*time.Second, "serving again after NATS returns", func() bool { return allowed(h.check(tok)) })
 		})
 	}
 }
@@ -300,7 +290,7 @@ func TestGracefulShutdown(t *testing.T) {
 	h := newHarness(t)
 	h.nats.CreateStream(stream.Settings{})
 	h.start()
-	waitFor(t, 10*time.Second, "ready", h.s.Ready)
+	poll.Until(t, 10*time.Second, "ready", h.s.Ready)
 	if r := h.check(h.issuer.Token("alice", time.Hour, nil)); !allowed(r) {
 		t.Fatal("not serving")
 	}
@@ -329,7 +319,7 @@ func TestDevMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	waitFor(t, 10*time.Second, "dev sidecar ready", s.Ready)
+	poll.Until(t, 10*time.Second, "dev sidecar ready", s.Ready)
 	resp, err := http.Get("http://" + s.AdminAddr() + "/dev/token?sub=zoe")
 	if err != nil {
 		t.Fatal(err)
