@@ -21,6 +21,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
@@ -460,6 +461,20 @@ func checkSidecar(t *testing.T, where string, c corev1.Container) {
 	}
 	if (f["jwks-url"] == "") == (f["jwks-file"] == "") {
 		t.Errorf("%s: want exactly one of --jwks-url and --jwks-file, have %v", where, c.Args)
+	}
+	// A Go soft memory limit must leave the container room below its hard limit.
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		soft, err := resource.ParseQuantity(strings.TrimSuffix(e.Value, "B"))
+		if err != nil {
+			t.Errorf("%s: GOMEMLIMIT %q: %v", where, e.Value, err)
+			continue
+		}
+		if hard, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok || soft.Cmp(hard) >= 0 {
+			t.Errorf("%s: GOMEMLIMIT %s not below the memory limit %v", where, e.Value, c.Resources.Limits.Memory())
+		}
 	}
 	// The rendered arguments are ones the sidecar really accepts.
 	if _, err := config.Parse("revoked", c.Args); err != nil {

@@ -206,9 +206,19 @@ the pod IP so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by 
     {{- with $v.extraArgs }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- with $v.env }}
+  {{- if or $v.gc.percent $v.gc.memoryLimit $v.env }}
   env:
+    {{- with $v.gc.percent }}
+    - name: GOGC
+      value: {{ . | quote }}
+    {{- end }}
+    {{- with $v.gc.memoryLimit }}
+    - name: GOMEMLIMIT
+      value: {{ . | quote }}
+    {{- end }}
+    {{- with $v.env }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   ports:
     {{- if or .test (ne $v.transport "unix") }}
