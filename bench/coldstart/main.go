@@ -27,7 +27,6 @@ import (
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
-	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
 
@@ -64,38 +63,15 @@ type opts struct {
 const snapshotBucket = "REVOKED_SNAPSHOTS"
 
 func coldstart(o opts) error {
-	natsBin, revokedBin, n, runs, dir, timeout, extra := o.natsBin, o.revokedBin, o.n, o.runs, o.dir, o.timeout, o.extra
-	if dir == "" {
-		d, err := os.MkdirTemp("", "revoked-coldstart")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	ns, url, err := benchkit.StartNATS(natsBin, dir)
-	if err != nil {
-		return err
-	}
-	defer ns.Stop()
-	iss, err := benchkit.LoadOrCreateIssuer(filepath.Join(dir, "key.pem"), filepath.Join(dir, "jwks.json"), "https://idp.example.com", "api")
-	if err != nil {
-		return err
-	}
-
-	// Fill the stream: n events, the last of which revokes a token we hold.
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	revokedBin, n, runs, timeout, extra := o.revokedBin, o.n, o.runs, o.timeout, o.extra
 	ctx := context.Background()
-	if _, err := stream.Ensure(ctx, js, stream.Settings{}); err != nil {
+	env, err := benchkit.NewEnv(ctx, o.natsBin, o.dir, "revoked-coldstart")
+	if err != nil {
 		return err
 	}
+	defer env.Close()
+	// Fill the stream: n events, the last of which revokes a token we hold.
+	dir, ns, url, iss, js := env.Dir, env.NATS, env.URL, env.Issuer, env.JS
 	exp := time.Now().Add(2 * time.Hour).Unix()
 	lastJTI := benchkit.RandomID()
 	probe := envoyreq.Check(envoyreq.Bearer(iss.Token("probe", lastJTI, time.Hour)))

@@ -25,7 +25,6 @@ import (
 	"github.com/revoked-dev/revoked/bench/benchkit"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
-	"github.com/revoked-dev/revoked/stream"
 )
 
 func main() { os.Exit(run()) }
@@ -47,35 +46,13 @@ func run() int {
 }
 
 func propagation(natsBin, revokedBin string, n, events int, gap, poll time.Duration, dir string) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "revoked-propagation")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	ns, url, err := benchkit.StartNATS(natsBin, dir)
-	if err != nil {
-		return err
-	}
-	defer ns.Stop()
-	iss, err := benchkit.LoadOrCreateIssuer(filepath.Join(dir, "key.pem"), filepath.Join(dir, "jwks.json"), "https://idp.example.com", "api")
-	if err != nil {
-		return err
-	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	ctx := context.Background()
-	if _, err := stream.Ensure(ctx, js, stream.Settings{}); err != nil {
+	env, err := benchkit.NewEnv(ctx, natsBin, dir, "revoked-propagation")
+	if err != nil {
 		return err
 	}
+	defer env.Close()
+	dir, url, iss, js := env.Dir, env.URL, env.Issuer, env.JS
 
 	clients := make([]authv3.AuthorizationClient, n)
 	for i := range n {
