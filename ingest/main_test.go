@@ -7,34 +7,16 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/revoked-dev/revoked/internal/logbuf"
 	"github.com/revoked-dev/revoked/internal/testnats"
 	"github.com/revoked-dev/revoked/publish"
 	"github.com/revoked-dev/revoked/stream"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while Main writes its logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -101,7 +83,7 @@ func TestMainServes(t *testing.T) {
 		"--log-level", "debug",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var errb syncBuffer
+	var errb logbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- Main(ctx, args, &bytes.Buffer{}, &errb) }()
 	waitFor(t, 15*time.Second, func() bool {

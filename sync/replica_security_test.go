@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/internal/logbuf"
 	"github.com/revoked-dev/revoked/internal/testnats"
 	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
@@ -34,23 +34,6 @@ var replicaPublish = []string{
 	"$JS.API.CONSUMER.CREATE.OBJ_SNAP.>",
 	"$JS.API.CONSUMER.DELETE.OBJ_SNAP.>",
 	"$JS.FC.OBJ_SNAP.>",
-}
-
-type lockedBuffer struct {
-	mu gosync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // A replica that loads a snapshot from an Object Store bucket, then replays the rest
@@ -109,7 +92,7 @@ func TestSecuritySnapshotPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	set := blocklist.New()
 	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: "SNAP",
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

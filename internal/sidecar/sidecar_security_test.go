@@ -1,7 +1,6 @@
 package sidecar_test
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"log/slog"
@@ -25,6 +24,7 @@ import (
 	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
+	"github.com/revoked-dev/revoked/internal/logbuf"
 	"github.com/revoked-dev/revoked/internal/poll"
 	"github.com/revoked-dev/revoked/internal/sidecar"
 	"github.com/revoked-dev/revoked/internal/testnats"
@@ -46,24 +46,6 @@ var sidecarPermissions = &server.Permissions{
 	Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 }
 
-// syncBuffer is a log sink safe for the sidecar's goroutines.
-type syncBuffer struct {
-	mu gosync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // secEnv is a NATS server with an admin user and the sidecar's restricted user, an
 // issuer, and a sidecar started in-process as the restricted user, logging at debug.
 type secEnv struct {
@@ -73,13 +55,13 @@ type secEnv struct {
 	cfg      *config.Sidecar
 	sc       *sidecar.Sidecar
 	client   authv3.AuthorizationClient
-	log      *syncBuffer
+	log      *logbuf.Buffer
 	password string
 }
 
 func newSecEnv(t *testing.T) *secEnv {
 	t.Helper()
-	e := &secEnv{log: &syncBuffer{}, password: devissuer.RandomID()}
+	e := &secEnv{log: &logbuf.Buffer{}, password: devissuer.RandomID()}
 	opts := testnats.Options(t)
 	opts.Users = []*server.User{
 		{Username: "admin", Password: "admin-" + e.password},
