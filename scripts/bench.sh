@@ -13,7 +13,9 @@
 # Knobs (environment): BENCHTIME (go test -benchtime, default 1s), BENCHCOUNT (1),
 # BENCH_PKGS, LOAD_DURATION (10s), LOAD_WARMUP (3s), LOAD_TOKENS (10000),
 # LOAD_REVOKED (0.1), LOAD_WORKERS (32), OPEN_RATE (5000), COLD_EVENTS (1000000),
-# SIDECAR_GOGC and LOADGEN_GOGC (GOGC of the sidecars and of the load tool; default GOGC or 100),
+# SIDECAR_GOGC and LOADGEN_GOGC (GOGC of the sidecars and of the load tool; default GOGC or
+# 400, as the Helm chart runs the sidecar: with Go's 100 both collect so often on a small
+# heap that the open-loop tail is mostly GC, see BENCHMARKS.md),
 # COLD_RUNS (3), COLD_SNAPSHOT (1: also a start from a snapshot), PROP_SIDECARS (10), PROP_EVENTS (200), STAGES ("go load cold prop"),
 # BENCH_OUT (directory for the raw output; default bin/bench/<UTC time>).
 set -euo pipefail
@@ -88,7 +90,7 @@ if want load; then
 	sidecar() { # name grpc-addr extra-flags...
 		local name=$1 addr=$2
 		shift 2
-		GOGC=${SIDECAR_GOGC:-${GOGC:-100}} "$BIN/revoked" --grpc-addr "$addr" --http-addr '' --admin-addr 127.0.0.1:0 --nats-url "$NATS" \
+		GOGC=${SIDECAR_GOGC:-${GOGC:-400}} "$BIN/revoked" --grpc-addr "$addr" --http-addr '' --admin-addr 127.0.0.1:0 --nats-url "$NATS" \
 			--jwks-file "$L/jwks.json" --issuer https://idp.example.com --audience api --log-level warn "$@" >"$L/$name.log" 2>&1 &
 		PIDS+=($!)
 	}
@@ -96,7 +98,7 @@ if want load; then
 	sidecar tcp "127.0.0.1:$TCP_PORT"
 	sidecar nocache "unix://$L/nocache.sock" --token-cache-size 0
 	common=(-key "$L/key.pem" -nats-url "$NATS" -tokens "$LOAD_TOKENS" -revoked "$LOAD_REVOKED" -duration "$LOAD_DURATION" -warmup "$LOAD_WARMUP")
-	lg() { GOGC=${LOADGEN_GOGC:-${GOGC:-100}} timeout 300 "$BIN/loadgen" "${common[@]}" "$@" | tee -a "$OUT/load.txt"; }
+	lg() { GOGC=${LOADGEN_GOGC:-${GOGC:-400}} timeout 300 "$BIN/loadgen" "${common[@]}" "$@" | tee -a "$OUT/load.txt"; }
 	: >"$OUT/load.txt"
 	lg -label closed-unix -addr "unix://$L/unix.sock" -c "$LOAD_WORKERS"
 	lg -label open-unix -addr "unix://$L/unix.sock" -c 64 -rate "$OPEN_RATE"
