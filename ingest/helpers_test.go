@@ -7,13 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,6 +25,7 @@ import (
 	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testpki"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -292,64 +289,27 @@ func (f *fixture) metric(name string, labels map[string]string) float64 {
 	return 0
 }
 
-// pki is a CA with server and client certificates, written to files.
+// pki is a CA with a server certificate written to files, and client certificates on demand.
 type pki struct {
+	*testpki.CA
 	caFile, certFile, keyFile string
 	pool                      *x509.CertPool
-	ca                        *x509.Certificate
-	caKey                     *ecdsa.PrivateKey
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	p := &pki{ca: ca, caKey: caKey, pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.caFile = filepath.Join(dir, "ca.pem")
-	_ = os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
-	certPEM, keyPEM := p.issue(t, "localhost", x509.ExtKeyUsageServerAuth)
-	p.certFile, p.keyFile = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
-	_ = os.WriteFile(p.certFile, certPEM, 0o600)
-	_ = os.WriteFile(p.keyFile, keyPEM, 0o600)
-	return p
+	ca := testpki.New(t)
+	server := ca.Issue(t, "localhost", x509.ExtKeyUsageServerAuth)
+	return &pki{CA: ca, caFile: ca.File, certFile: server.CertFile, keyFile: server.KeyFile, pool: ca.Pool}
 }
 
 func (p *pki) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	l := p.Issue(t, cn, usage)
+	return l.CertPEM, l.KeyPEM
 }
 
 func (p *pki) clientCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	c, k := p.issue(t, "idp-client", x509.ExtKeyUsageClientAuth)
-	cert, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return p.Issue(t, "idp-client", x509.ExtKeyUsageClientAuth).Pair
 }
 
 func stdB64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

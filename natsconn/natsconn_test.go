@@ -1,15 +1,8 @@
 package natsconn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testpki"
 )
 
 func write(t *testing.T, name string, data []byte) string {
@@ -130,23 +124,20 @@ func TestCredsFile(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	ca, caKey := newCA(t)
-	serverCert := leaf(t, ca, caKey, "server", x509.ExtKeyUsageServerAuth)
-	clientCert := leaf(t, ca, caKey, "revoked", x509.ExtKeyUsageClientAuth)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	ca := testpki.New(t)
+	serverCert := ca.Issue(t, "server", x509.ExtKeyUsageServerAuth)
+	clientCert := ca.Issue(t, "revoked", x509.ExtKeyUsageClientAuth)
 
 	opts := testnats.Options(t)
 	opts.TLS = true
 	opts.TLSVerify = true // mutual TLS: the client must present a certificate
-	opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{serverCert.pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{serverCert.Pair}, ClientCAs: ca.Pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
 	srv := testnats.StartWith(t, opts)
-	caFile := write(t, "ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}))
 	url := "tls://" + srv.Addr().String()
-	if err := connect(t, Options{URL: url, TLSCA: caFile, TLSCert: clientCert.certFile, TLSKey: clientCert.keyFile}); err != nil {
+	if err := connect(t, Options{URL: url, TLSCA: ca.File, TLSCert: clientCert.CertFile, TLSKey: clientCert.KeyFile}); err != nil {
 		t.Fatalf("mutual TLS: %v", err)
 	}
-	if err := connect(t, Options{URL: url, TLSCA: caFile}); err == nil {
+	if err := connect(t, Options{URL: url, TLSCA: ca.File}); err == nil {
 		t.Fatal("connected without a client certificate")
 	}
 }
@@ -163,46 +154,4 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-}
-
-func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "revoked test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key
-}
-
-type leafCert struct {
-	pair              tls.Certificate
-	certFile, keyFile string
-}
-
-func leaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, usage x509.ExtKeyUsage) leafCert {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leafCert{pair: pair, certFile: write(t, cn+".pem", certPEM), keyFile: write(t, cn+"-key.pem", keyPEM)}
 }
