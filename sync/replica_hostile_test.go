@@ -128,13 +128,7 @@ func TestHostileStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runReplica(t, r)
 	pubCtx, pubCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer pubCancel()
 
@@ -342,13 +336,7 @@ func TestHostileConsumerStall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	t.Cleanup(func() {
-		rcancel()
-		<-done
-	})
+	runReplica(t, r)
 	exp := time.Now().Add(time.Hour).Unix()
 	publish := func(jti string) uint64 {
 		t.Helper()

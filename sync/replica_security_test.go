@@ -99,13 +99,7 @@ func TestSecuritySnapshotPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	t.Cleanup(func() {
-		rcancel()
-		<-done
-	})
+	runReplica(t, r)
 	deadline := time.Now().Add(20 * time.Second)
 	for r.LastSequence() < last {
 		if time.Now().After(deadline) {
