@@ -92,20 +92,29 @@ func decodeAuthorization(b []byte, req *authv3.CheckRequest) bool {
 	return true
 }
 
+// headerFields reads a map entry (key 1, value 2) or a HeaderValue (key 1, value 2,
+// raw_value 3): the field numbers are the same.
+func headerFields(b []byte) (key, value, raw []byte, ok bool) {
+	ok = eachField(b, func(num protowire.Number, v []byte) bool {
+		switch num {
+		case fHeaderKey:
+			key = v
+		case fHeaderValue:
+			value = v
+		case fHeaderRawValue:
+			raw = v
+		}
+		return true
+	})
+	return key, value, raw, ok
+}
+
 func decodeHTTP(b []byte, h *authv3.AttributeContext_HttpRequest) bool {
 	return eachField(b, func(num protowire.Number, v []byte) bool {
 		switch num {
 		case fHTTPHeaders:
-			var key, value []byte
-			if !eachField(v, func(num protowire.Number, v []byte) bool {
-				switch num {
-				case fHeaderKey:
-					key = v
-				case fHeaderValue:
-					value = v
-				}
-				return true
-			}) {
+			key, value, _, ok := headerFields(v)
+			if !ok {
 				return false
 			}
 			if string(key) != "authorization" {
@@ -123,18 +132,8 @@ func decodeHTTP(b []byte, h *authv3.AttributeContext_HttpRequest) bool {
 				if num != fHeaderMapHeaders {
 					return true
 				}
-				var key, value, raw []byte
-				if !eachField(v, func(num protowire.Number, v []byte) bool {
-					switch num {
-					case fHeaderKey:
-						key = v
-					case fHeaderValue:
-						value = v
-					case fHeaderRawValue:
-						raw = v
-					}
-					return true
-				}) {
+				key, value, raw, ok := headerFields(v)
+				if !ok {
 					return false
 				}
 				if string(key) != "authorization" {
