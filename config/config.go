@@ -80,7 +80,7 @@ func (c *Sidecar) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.Audiences, "audience", "accepted aud (repeatable or comma-separated); empty accepts any")
 	fs.DurationVar(&c.Leeway, "leeway", 10*time.Second, "clock skew allowed when checking exp, nbf and iat")
 	fs.BoolVar(&c.RequireJTI, "require-jti", true, "deny tokens without a jti claim (RFC 9068 requires it)")
-	fs.Var(&c.CutoffClaims, "cutoff-claim", "claims a cutoff event may name (repeatable); default sub, sid, client_id")
+	fs.Var(&c.CutoffClaims, "cutoff-claim", "a claim a cutoff event may name besides sub, sid and client_id, which are always allowed (repeatable)")
 	fs.DurationVar(&c.MaxTokenLife, "max-token-lifetime", 24*time.Hour, "longest lifetime of a token; a cutoff is kept this long")
 	fs.StringVar(&c.SubjectHeader, "subject-header", "x-revoked-sub", "header sent upstream with the token's sub on OK; empty sends none")
 	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 20_000, "verified tokens remembered (about 1.3 KB each); 0 verifies every request")

@@ -25,9 +25,17 @@ const (
 // Reasons an event may give (CONTRACT section 2).
 var Reasons = []string{"logout", "password_change", "compromised", "admin_revoke", "session_end", "other"}
 
-// DefaultCutoffClaims are the claims a cutoff may name without operator configuration.
-// client_id also matches a token's azp.
+// DefaultCutoffClaims are the claims a cutoff may always name; an operator's
+// --cutoff-claim adds to them, never replaces them (a password-change cutoff on sub
+// must keep working when a tenant claim is added). client_id also matches a token's azp.
 var DefaultCutoffClaims = []string{"sub", "sid", "client_id"}
+
+// CutoffClaimAllowed reports whether a cutoff may name claim: one of
+// DefaultCutoffClaims, or one of the operator's extra claims. It is the one place
+// this rule lives; every reader of cutoff events (replica, snapshot, ingest) uses it.
+func CutoffClaimAllowed(claim string, extra []string) bool {
+	return contains(DefaultCutoffClaims, claim) || contains(extra, claim)
+}
 
 // Event is one revocation. Fields a type does not use are left zero.
 type Event struct {
@@ -86,9 +94,9 @@ func Reason(err error) string {
 }
 
 // Decode parses and validates one payload. Unknown JSON fields are ignored, as the
-// contract requires; allowedClaims lists the claims a cutoff may name (nil means
-// DefaultCutoffClaims).
-func Decode(payload []byte, allowedClaims []string) (Event, error) {
+// contract requires; extraClaims are the claims a cutoff may name beyond
+// DefaultCutoffClaims (see CutoffClaimAllowed).
+func Decode(payload []byte, extraClaims []string) (Event, error) {
 	var ev Event
 	if len(payload) > MaxPayload {
 		return ev, &Error{Kind: ErrTooLarge, Detail: fmt.Sprintf("%d bytes", len(payload))}
@@ -99,14 +107,12 @@ func Decode(payload []byte, allowedClaims []string) (Event, error) {
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return ev, &Error{Kind: ErrMalformed, Detail: err.Error()}
 	}
-	return ev, ev.Validate(allowedClaims)
+	return ev, ev.Validate(extraClaims)
 }
 
-// Validate checks the event against the contract.
-func (ev *Event) Validate(allowedClaims []string) error {
-	if allowedClaims == nil {
-		allowedClaims = DefaultCutoffClaims
-	}
+// Validate checks the event against the contract. extraClaims add to
+// DefaultCutoffClaims (a list that repeats them is fine).
+func (ev *Event) Validate(extraClaims []string) error {
 	switch ev.Type {
 	case TypeJTI:
 		if err := checkValue("jti", ev.JTI); err != nil {
@@ -116,7 +122,7 @@ func (ev *Event) Validate(allowedClaims []string) error {
 			return invalid("exp %d out of range", ev.Exp)
 		}
 	case TypeCutoff:
-		if !contains(allowedClaims, ev.Claim) {
+		if !CutoffClaimAllowed(ev.Claim, extraClaims) {
 			return invalid("claim %q not allowed", ev.Claim)
 		}
 		if err := checkValue("value", ev.Value); err != nil {

@@ -54,6 +54,30 @@ func TestDecodeAllowedClaims(t *testing.T) {
 	}
 }
 
+// --cutoff-claim tenant adds tenant to sub, sid, client_id: it never takes them away
+// (issue 9 row 6: every password-change cutoff on sub was rejected).
+func TestExtraCutoffClaimsAddToTheBuiltIns(t *testing.T) {
+	extra := []string{"tenant"}
+	for _, claim := range []string{"sub", "sid", "client_id", "tenant"} {
+		p := []byte(`{"type":"cutoff","claim":"` + claim + `","value":"v","not_before":1}`)
+		if _, err := Decode(p, extra); err != nil {
+			t.Errorf("cutoff on %s with --cutoff-claim tenant: %v", claim, err)
+		}
+		ev := Event{Type: TypeCutoff, Claim: claim, Value: "v", NotBefore: 1}
+		if err := ev.Validate(extra); err != nil {
+			t.Errorf("Validate: cutoff on %s with --cutoff-claim tenant: %v", claim, err)
+		}
+		if !CutoffClaimAllowed(claim, extra) {
+			t.Errorf("CutoffClaimAllowed(%s, tenant) = false", claim)
+		}
+	}
+	for _, list := range [][]string{nil, {}, extra} {
+		if _, err := Decode([]byte(`{"type":"cutoff","claim":"email","value":"a@b","not_before":1}`), list); !errors.Is(err, ErrInvalid) {
+			t.Errorf("claim email with extra claims %q: %v, want ErrInvalid", list, err)
+		}
+	}
+}
+
 func TestReasonLabels(t *testing.T) {
 	for err, want := range map[error]string{
 		&Error{Kind: ErrTooLarge}:    "too_large",

@@ -82,7 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.NATS.RegisterFlags(fs)
 	fs.StringVar(&c.Stream, "stream", event.DefaultStream, "JetStream `stream` the events go to")
 	fs.StringVar(&c.SubjectPrefix, "subject-prefix", event.DefaultSubjectPrefix, "subject `prefix` of the events")
-	fs.Var(&c.CutoffClaims, "cutoff-claim", "`CLAIM` a cutoff event may name (repeatable); default sub, sid, client_id")
+	fs.Var(&c.CutoffClaims, "cutoff-claim", "`CLAIM` a cutoff event may name besides sub, sid and client_id, which are always allowed (repeatable)")
 	fs.DurationVar(&c.AckTimeout, "ack-timeout", 2*time.Second, "how long one publish attempt waits for the stream's ack")
 	fs.IntVar(&c.Attempts, "attempts", 3, "publish attempts (same Nats-Msg-Id, never doubled) before answering 503")
 	c.MaxBody = DefaultMaxBody

@@ -47,7 +47,7 @@ Examples:
 		inFlight := fs.Int("max-in-flight", 4096, "`N` events awaiting their ack at a time")
 		progress := fs.String("progress", "auto", "progress bar on standard error: `WHEN` = auto (on a terminal), always or never")
 		var claims flagenv.Strings
-		fs.Var(&claims, "cutoff-claim", "`CLAIM` a cutoff event may name (repeatable; default sub, sid, client_id)")
+		fs.Var(&claims, "cutoff-claim", "`CLAIM` a cutoff event may name besides sub, sid and client_id, which are always allowed (repeatable)")
 		return func(e *env, c *conn, args []string) error {
 			if len(args) != 1 {
 				return usagef("want one FILE (or - for standard input), got %d arguments", len(args))
