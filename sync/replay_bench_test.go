@@ -41,7 +41,7 @@ func BenchmarkApply(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		r.Apply(evs[i&(1<<14-1)], uint64(i), now)
+		r.Apply(evs[i&(1<<14-1)], uint64(i), now, now)
 		i++
 	}
 }

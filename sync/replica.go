@@ -3,6 +3,14 @@
 // consumer that cannot skip a message (the client recreates it from the last delivered
 // sequence after any gap, reconnect or server restart).
 //
+// A supervisor checks the stream and the consumer every Options.CheckEvery and keeps the
+// promise visible: a stream replaced under the replica (deleted and created again, or
+// restored to an older state) is replayed from its start, and until the replica has
+// caught up again it is not ready; a consumer that stopped delivering while events are
+// pending is replaced; a stream that is gone, a consumer that cannot be created, a
+// revocation window shorter than the token lifetime and a full replica all show as
+// staleness or as not ready, never as silence.
+//
 // The package name clashes with the standard library's; import it as revsync.
 package sync
 
@@ -11,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	gosync "sync"
 	"sync/atomic"
 	"time"
 
@@ -22,18 +31,32 @@ import (
 	"github.com/revoked-dev/revoked/event"
 )
 
+// DefaultMaxEntries bounds a replica's live entries unless Options.MaxEntries says
+// otherwise: about 260 MB of RSS, inside the chart's 512 MiB limit, four times the
+// million entries the design is built for. The stream's own default message limit
+// (stream.DefaultMaxMsgs) is the same, so a flood is refused by the stream first.
+const DefaultMaxEntries = 4_000_000
+
 // Options configure a Replica.
 type Options struct {
 	Stream           string        // default REVOCATIONS
 	SubjectPrefix    string        // default revocations
-	CutoffClaims     []string      // claims a cutoff may name; default sub, sid, client_id
+	CutoffClaims     []string      // claims a cutoff may name besides sub, sid, client_id
 	MaxTokenLifetime time.Duration // cutoffs are kept this long past not_before; default 24h
 	Leeway           time.Duration // entries are kept this long past their last use
 	PurgeEvery       time.Duration // default 10s
 	SnapshotBucket   string        // Object Store bucket holding a snapshot to load before replaying; empty: none
-	StallAfter       time.Duration // no event this long, connected and behind the stream: new consumer; default 10s
-	Registerer       prometheus.Registerer
-	Log              *slog.Logger
+	StallAfter       time.Duration // events pending and none applied this long: new consumer; default 10s
+	CheckEvery       time.Duration // how often the stream and the consumer are checked; default 1s
+	// MaxEntries bounds the live entries (jti and cutoff together); default
+	// DefaultMaxEntries. A replica that reaches it stops adding entries, says it is not
+	// ready (it can no longer promise to deny every revoked token) and counts each
+	// event it could not keep as rejected{reason="replica_full"}; once purging has made
+	// room it replays the stream from its start.
+	MaxEntries int
+	Now        func() time.Time // the clock; default time.Now
+	Registerer prometheus.Registerer
+	Log        *slog.Logger
 }
 
 // Replica applies the stream's events to a blocklist.Set.
@@ -43,21 +66,39 @@ type Replica struct {
 	set  *blocklist.Set
 	opts Options
 	log  *slog.Logger
+	now  func() time.Time
 
-	target      atomic.Uint64 // the stream's last sequence when the replica started
+	target      atomic.Uint64 // the stream's last sequence when the replica (re)started replaying it
 	lastSeq     atomic.Uint64 // last stream sequence applied
-	ready       atomic.Bool
+	ready       atomic.Bool   // caught up with the stream since the last (re)start
+	readyOnce   gosync.Once
 	readyCh     chan struct{}
+	full        atomic.Bool  // MaxEntries reached: entries were not kept
+	windowShort atomic.Bool  // the stream's MaxAge is shorter than the revocation window
 	lastContact atomic.Int64 // unix nanoseconds when NATS was last known reachable
-	progress    atomic.Int64 // unix nanoseconds of the last event (or consumer start, or stall check)
-	behindSince atomic.Int64 // unix nanoseconds since the replica has been stalled behind the stream; 0: not stalled
+	staleSince  atomic.Int64 // unix nanoseconds since the replica stopped following the stream; 0: following
 
-	applied  *prometheus.CounterVec
-	rejected *prometheus.CounterVec
+	// Owned by Run's goroutine.
+	stream  jetstream.Stream
+	created time.Time // the incarnation of the stream being followed
+	cur     *follower
+	epoch   atomic.Uint64 // the current follower's; messages of older ones are ignored
+
+	applied, rejected, clamped, purged *prometheus.CounterVec
 	// appliedJTI and appliedCutoff are applied's two series, resolved once: a replay
 	// applies every event of the stream, and a label lookup per event shows.
 	appliedJTI, appliedCutoff prometheus.Counter
-	purged                    *prometheus.CounterVec
+	resets                    prometheus.Counter
+}
+
+// follower is one ordered consumer and what the supervisor knows of it.
+type follower struct {
+	cons     jetstream.Consumer
+	cc       jetstream.ConsumeContext
+	handled  atomic.Uint64 // messages this follower handled
+	seen     uint64        // handled at the last check
+	progress time.Time     // when handled last moved (or the follower started)
+	infoOK   time.Time     // when its consumer info was last read
 }
 
 // New returns a Replica that will apply the stream's events to set.
@@ -77,6 +118,15 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	if opts.StallAfter <= 0 {
 		opts.StallAfter = 10 * time.Second
 	}
+	if opts.CheckEvery <= 0 {
+		opts.CheckEvery = time.Second
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = DefaultMaxEntries
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
 	}
@@ -87,23 +137,32 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Replica{nc: nc, js: js, set: set, opts: opts, log: opts.Log, readyCh: make(chan struct{})}
-	r.lastContact.Store(time.Now().UnixNano())
+	r := &Replica{nc: nc, js: js, set: set, opts: opts, log: opts.Log, now: opts.Now, readyCh: make(chan struct{})}
+	r.lastContact.Store(r.now().UnixNano())
 	r.applied = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "revoked_events_applied_total", Help: "Revocation events applied to the replica, by type.",
 	}, []string{"type"})
 	r.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "revoked_events_rejected_total", Help: "Revocation events skipped, by reason (malformed, too_large, unknown_type, invalid, expired).",
+		Name: "revoked_events_rejected_total", Help: "Revocation events skipped, by reason (malformed, too_large, unknown_type, invalid, expired, replica_full).",
 	}, []string{"reason"})
+	r.clamped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "revoked_events_clamped_total", Help: "Revocation events applied with a time bounded (not_before later than the stream stored the event; exp past the revocation window), by field.",
+	}, []string{"field"})
 	r.purged = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "revoked_blocklist_purged_total", Help: "Blocklist entries removed once no live token can match them.",
 	}, []string{"kind"})
+	r.resets = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "revoked_sync_stream_resets_total", Help: "Times the stream was found replaced (deleted and created again, or restored to an older state) or the replica had overflowed, and was replayed from its start.",
+	})
 	r.appliedJTI = r.applied.WithLabelValues(event.TypeJTI)
 	r.appliedCutoff = r.applied.WithLabelValues(event.TypeCutoff)
-	for _, reason := range []string{"malformed", "too_large", "unknown_type", "invalid", "expired"} {
+	for _, reason := range []string{"malformed", "too_large", "unknown_type", "invalid", "expired", "replica_full"} {
 		r.rejected.WithLabelValues(reason)
 	}
-	opts.Registerer.MustRegister(r.applied, r.rejected, r.purged,
+	for _, field := range []string{"exp", "not_before"} {
+		r.clamped.WithLabelValues(field)
+	}
+	opts.Registerer.MustRegister(r.applied, r.rejected, r.clamped, r.purged, r.resets,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "revoked_sync_last_sequence", Help: "Last stream sequence applied to the replica.",
 		}, func() float64 { return float64(r.lastSeq.Load()) }),
@@ -111,11 +170,14 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 			Name: "revoked_sync_connected", Help: "1 while connected to NATS, else 0.",
 		}, func() float64 { return b2f(nc.IsConnected()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "revoked_sync_ready", Help: "1 once the replica has caught up with the stream as it stood at start.",
-		}, func() float64 { return b2f(r.ready.Load()) }),
+			Name: "revoked_sync_ready", Help: "1 while the replica is caught up with the stream and can keep every revocation (not full, window long enough).",
+		}, func() float64 { return b2f(r.Ready()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "revoked_sync_staleness_seconds", Help: "How long the replica has not been following the stream (NATS unreachable, or its consumer stalled); 0 while it follows.",
-		}, func() float64 { return r.Staleness(time.Now()).Seconds() }),
+			Name: "revoked_sync_staleness_seconds", Help: "How long the replica has not been following the stream (NATS unreachable, the stream gone or replaced, its consumer missing or stalled); 0 while it follows.",
+		}, func() float64 { return r.Staleness(r.now()).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "revoked_blocklist_capacity", Help: "The most live entries the replica keeps (--max-entries).",
+		}, func() float64 { return float64(opts.MaxEntries) }),
 	)
 	for _, kind := range []string{"jti", "cutoff"} {
 		opts.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -138,12 +200,29 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Ready reports whether the replica has applied every event the stream held when the
-// replica started. It stays true afterwards: a disconnected replica still serves, and
-// staleness is reported separately.
-func (r *Replica) Ready() bool { return r.ready.Load() }
+// Ready reports whether the replica can keep the promise: it has applied every event
+// the stream held when it started (or when it last found the stream replaced), it
+// has dropped no entry for want of room, and the stream keeps events at least as long
+// as a token lives. A disconnected replica stays ready; staleness says how long it
+// has not followed.
+func (r *Replica) Ready() bool {
+	return r.ready.Load() && !r.full.Load() && !r.windowShort.Load()
+}
 
-// ReadyC is closed once the replica is ready.
+// NotReadyReason says why Ready is false; empty when it is true.
+func (r *Replica) NotReadyReason() string {
+	switch {
+	case r.full.Load():
+		return fmt.Sprintf("replica full (%d entries, --max-entries)", r.opts.MaxEntries)
+	case r.windowShort.Load():
+		return "stream MaxAge shorter than --max-token-lifetime + --leeway"
+	case !r.ready.Load():
+		return "replica not caught up with the stream"
+	}
+	return ""
+}
+
+// ReadyC is closed once the replica is first caught up with the stream.
 func (r *Replica) ReadyC() <-chan struct{} { return r.readyCh }
 
 // LastSequence is the last stream sequence applied.
@@ -153,101 +232,205 @@ func (r *Replica) LastSequence() uint64 { return r.lastSeq.Load() }
 func (r *Replica) Connected() bool { return r.nc.IsConnected() }
 
 // Staleness is how long the replica has not been following the stream: since NATS
-// became unreachable, or since its last event while its consumer is stalled behind the
-// stream; 0 while it follows.
+// became unreachable, or since the supervisor found it not following (the stream gone
+// or replaced, no consumer, a consumer stalled with events pending); 0 while it follows.
 func (r *Replica) Staleness(now time.Time) time.Duration {
 	var d time.Duration
 	if !r.nc.IsConnected() {
 		d = now.Sub(time.Unix(0, r.lastContact.Load()))
 	}
-	if b := r.behindSince.Load(); b != 0 {
-		d = max(d, now.Sub(time.Unix(0, b)))
+	if s := r.staleSince.Load(); s != 0 {
+		d = max(d, now.Sub(time.Unix(0, s)))
 	}
 	return max(d, 0)
 }
 
+// markStale records that the replica stopped following at t, unless it already had.
+func (r *Replica) markStale(t time.Time) { r.staleSince.CompareAndSwap(0, t.UnixNano()) }
+
 // Run replays and follows the stream until ctx ends. It returns only ctx's error, or an
 // error that retrying cannot mend.
 func (r *Replica) Run(ctx context.Context) error {
-	stream, err := r.waitForStream(ctx)
+	info, err := r.waitForStream(ctx)
 	if err != nil {
 		return err
 	}
+	r.created = info.Created
+	r.checkWindow(info)
 	// With a usable snapshot, its state is loaded first and the stream replayed from
 	// the sequence after it (see snapshot.go).
-	start := r.loadSnapshot(ctx, stream.CachedInfo()) + 1
-	if start > 1 && start > r.target.Load() {
-		r.markReady()
-	}
-	var cc jetstream.ConsumeContext
-	for cc == nil {
-		if cc, err = r.consume(ctx, stream, start); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			r.log.Warn("stream consumer not created yet; retrying", "stream", r.opts.Stream, "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Second):
-			}
-		}
-	}
-	defer func() { cc.Stop() }()
+	r.loadSnapshot(ctx, info)
+	r.follow(ctx, r.lastSeq.Load()+1)
+	defer func() { r.unfollow() }()
 
 	purge := time.NewTicker(r.opts.PurgeEvery)
 	defer purge.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	nextCheck := time.Time{} // check at once: an empty stream is ready without an event
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case now := <-tick.C:
+		case <-tick.C:
+			now := r.now()
 			if r.nc.IsConnected() {
 				r.lastContact.Store(now.UnixNano())
 			}
-			if !r.ready.Load() {
-				r.checkExpiredBacklog(ctx, stream)
+			if !now.Before(nextCheck) {
+				r.check(ctx, now)
+				nextCheck = now.Add(r.opts.CheckEvery)
 			}
-			if next, stalled := r.stalled(ctx, stream, now); stalled {
-				// The ordered consumer recreates itself after a gap, but it retries
-				// the same consumer name, which the cluster may have placed on a
-				// server that is gone: it would wait for it forever. A new ordered
-				// consumer, from the next sequence, gets a new name and placement.
-				cc.Stop()
-				if c, err := r.consume(ctx, stream, next); err == nil {
-					cc = c
-				} else if ctx.Err() == nil {
-					r.log.Warn("stream consumer not recreated yet; retrying", "err", err)
-				}
-			}
-		case now := <-purge.C:
+		case <-purge.C:
+			now := r.now()
 			grace := int64(r.opts.Leeway / time.Second)
 			jti, cutoff := r.set.Purge(now.Unix(), grace, int64(r.opts.MaxTokenLifetime/time.Second))
 			r.purged.WithLabelValues("jti").Add(float64(jti))
 			r.purged.WithLabelValues("cutoff").Add(float64(cutoff))
+			if r.full.Load() && r.entries() < r.opts.MaxEntries*9/10 {
+				// Events were dropped while full: only a replay from the start finds
+				// them again. Applying the others twice changes nothing.
+				r.log.Warn("replica has room again; replaying the stream to recover the entries it could not keep")
+				r.full.Store(false)
+				r.target.Store(r.lastSeq.Load())
+				r.restart(ctx, now, "replica overflowed")
+			}
 		}
 	}
 }
 
-// consume starts an ordered consumer from stream sequence start. Its own resets are
-// bounded, so that a reset cannot block for ever (nor block Stop, which waits for it);
-// stalled catches a consumer that gave up.
-func (r *Replica) consume(ctx context.Context, stream jetstream.Stream, start uint64) (jetstream.ConsumeContext, error) {
+func (r *Replica) entries() int {
+	jti, cutoff := r.set.Len()
+	return jti + cutoff
+}
+
+// check compares the stream and the consumer with what the replica has applied.
+func (r *Replica) check(ctx context.Context, now time.Time) {
+	if !r.nc.IsConnected() {
+		return // lastContact measures this staleness
+	}
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := r.stream.Info(c)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if r.staleSince.Load() == 0 {
+			r.log.Error("revocation stream not found: the replica no longer follows it", "stream", r.opts.Stream)
+		}
+		r.markStale(now)
+		return
+	case err != nil:
+		if ctx.Err() == nil {
+			r.log.Warn("stream info", "stream", r.opts.Stream, "err", err)
+		}
+		if r.cur != nil && now.Sub(r.cur.infoOK) >= r.opts.StallAfter {
+			r.markStale(r.cur.infoOK)
+		}
+		return
+	}
+	r.checkWindow(info)
+	if !info.Created.Equal(r.created) || info.State.LastSeq < r.lastSeq.Load() {
+		// Deleted and created again, or restored from an older backup: the new
+		// stream's sequences are not the ones applied. Keep the set (revocations only
+		// grow) and replay the new stream from its start.
+		r.log.Error("revocation stream replaced; replaying it from its start, not ready until caught up",
+			"stream", r.opts.Stream, "created", info.Created, "was_created", r.created,
+			"last_sequence", info.State.LastSeq, "applied_sequence", r.lastSeq.Load())
+		r.created = info.Created
+		r.target.Store(info.State.LastSeq)
+		r.restart(ctx, now, "stream replaced")
+		return
+	}
+	f := r.cur
+	if f == nil {
+		r.follow(ctx, r.lastSeq.Load()+1)
+		return
+	}
+	if info.State.Msgs == 0 || info.State.LastSeq <= r.lastSeq.Load() {
+		r.caughtUp(f, now) // nothing can be pending
+		return
+	}
+	ci, err := f.cons.Info(c)
+	if err != nil {
+		// The ordered consumer recreates itself after a gap; one that cannot has
+		// given up, or waits for a server that is gone.
+		if now.Sub(f.infoOK) >= r.opts.StallAfter {
+			r.replace(ctx, f, now, "consumer lost", err)
+		}
+		return
+	}
+	f.infoOK = now
+	handled := f.handled.Load()
+	if handled != f.seen {
+		f.seen, f.progress = handled, now
+	}
+	if ci.NumPending == 0 && ci.Delivered.Consumer <= handled {
+		// Judged by the consumer, not by the stream's last sequence: a deleted last
+		// message leaves the stream's last sequence ahead of every message there is.
+		r.caughtUp(f, now)
+		return
+	}
+	if now.Sub(f.progress) >= r.opts.StallAfter {
+		r.replace(ctx, f, now, "consumer stalled", fmt.Errorf("%d events pending, none applied for %s", ci.NumPending, now.Sub(f.progress).Round(time.Second)))
+	}
+}
+
+// caughtUp records that the replica has applied everything the stream holds.
+func (r *Replica) caughtUp(f *follower, now time.Time) {
+	f.progress = now
+	r.markReady()
+	if r.staleSince.Swap(0) != 0 {
+		r.log.Info("replica follows the stream again", "last_sequence", r.lastSeq.Load())
+	}
+}
+
+// checkWindow flags a stream that forgets events before the tokens they revoke expire:
+// a replica started later would never see them.
+func (r *Replica) checkWindow(info *jetstream.StreamInfo) {
+	need := r.opts.MaxTokenLifetime + r.opts.Leeway
+	short := info.Config.MaxAge > 0 && info.Config.MaxAge < need
+	if r.windowShort.Swap(short) != short {
+		if short {
+			r.log.Error("stream MaxAge is shorter than the revocation window: revocations would leave the stream while the tokens they revoke still live; not ready",
+				"stream", r.opts.Stream, "max_age", info.Config.MaxAge.String(), "needed", need.String(),
+				"fix", "revokectl stream init --max-token-lifetime <the same as the sidecars'>")
+		} else {
+			r.log.Info("stream MaxAge covers the revocation window", "max_age", info.Config.MaxAge.String())
+		}
+	}
+}
+
+// follow starts an ordered consumer from stream sequence start. On failure the
+// replica is stale until the next check succeeds.
+func (r *Replica) follow(ctx context.Context, start uint64) {
+	now := r.now()
+	f := &follower{progress: now, infoOK: now}
+	epoch := r.epoch.Add(1)
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects:   []string{r.opts.SubjectPrefix + ".>"},
-		DeliverPolicy:    jetstream.DeliverAllPolicy,
+		FilterSubjects: []string{r.opts.SubjectPrefix + ".>"},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		// Its own resets are bounded, so that a reset cannot block for ever (nor
+		// block Stop, which waits for it); check catches a consumer that gave up.
 		MaxResetAttempts: 3,
 	}
 	if start > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
 	}
-	cons, err := stream.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("ordered consumer on %s: %w", r.opts.Stream, err)
+	fail := func(err error) {
+		if ctx.Err() == nil {
+			r.log.Warn("stream consumer not created yet; retrying", "stream", r.opts.Stream, "err", err)
+		}
+		r.markStale(now)
 	}
-	cc, err := cons.Consume(r.handle,
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cons, err := r.stream.OrderedConsumer(c, cfg)
+	if err != nil {
+		fail(fmt.Errorf("ordered consumer on %s: %w", r.opts.Stream, err))
+		return
+	}
+	f.cons = cons
+	f.cc, err = cons.Consume(func(msg jetstream.Msg) { r.handle(msg, f, epoch) },
 		jetstream.PullMaxMessages(2000),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, nats.ErrConnectionClosed) {
@@ -255,54 +438,67 @@ func (r *Replica) consume(ctx context.Context, stream jetstream.Stream, start ui
 			}
 		}))
 	if err != nil {
-		return nil, fmt.Errorf("consume %s: %w", r.opts.Stream, err)
+		fail(fmt.Errorf("consume %s: %w", r.opts.Stream, err))
+		return
 	}
-	r.progress.Store(time.Now().UnixNano())
-	return cc, nil
+	r.cur = f
 }
 
-// stalled reports, at most once per StallAfter, whether the consumer has delivered
-// nothing for StallAfter while connected although the stream holds newer events; it
-// returns the sequence to resume from.
-func (r *Replica) stalled(ctx context.Context, stream jetstream.Stream, now time.Time) (uint64, bool) {
-	lastProgress := r.progress.Load()
-	if !r.nc.IsConnected() || now.Sub(time.Unix(0, lastProgress)) < r.opts.StallAfter {
-		return 0, false
+// unfollow stops the current consumer and deletes it on the server, so that replaced
+// consumers do not linger there until their inactivity threshold.
+func (r *Replica) unfollow() {
+	f := r.cur
+	if f == nil {
+		return
 	}
-	r.progress.Store(now.UnixNano())
-	c, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	info, err := stream.Info(c)
-	if err != nil {
-		return 0, false
+	r.cur = nil
+	r.epoch.Add(1)
+	f.cc.Stop()
+	if info := f.cons.CachedInfo(); info != nil && r.nc.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = r.js.DeleteConsumer(ctx, r.opts.Stream, info.Name)
 	}
-	last := r.lastSeq.Load()
-	if info.State.LastSeq <= last || info.State.Msgs == 0 {
-		return 0, false
-	}
-	// Stale since the last sign of progress; the next applied event clears it.
-	r.behindSince.CompareAndSwap(0, lastProgress)
-	r.log.Warn("stream consumer stalled; recreating it", "last_sequence", last, "stream_last_sequence", info.State.LastSeq)
-	return last + 1, true
+}
+
+// replace swaps a consumer that stopped delivering for a new one from the next
+// sequence. The ordered consumer recreates itself after a gap, but it retries the same
+// consumer name, which the cluster may have placed on a server that is gone: it would
+// wait for it forever. A new ordered consumer gets a new name and placement.
+func (r *Replica) replace(ctx context.Context, f *follower, now time.Time, why string, err error) {
+	r.markStale(f.progress)
+	r.log.Warn("stream "+why+"; recreating the consumer", "last_sequence", r.lastSeq.Load(), "err", err)
+	r.unfollow()
+	r.follow(ctx, r.lastSeq.Load()+1)
+}
+
+// restart replays the stream from its first message: after a reset, or an overflow.
+// The replica is not ready, and stale, until it has caught up again.
+func (r *Replica) restart(ctx context.Context, now time.Time, why string) {
+	r.resets.Inc()
+	r.unfollow()
+	r.ready.Store(false)
+	r.markStale(now)
+	r.lastSeq.Store(0)
+	r.log.Warn("replaying the stream from its start", "why", why)
+	r.follow(ctx, 1)
 }
 
 // waitForStream waits until the stream can be read, and records the sequence the
 // replica must reach before it is ready.
-func (r *Replica) waitForStream(ctx context.Context) (jetstream.Stream, error) {
+func (r *Replica) waitForStream(ctx context.Context) (*jetstream.StreamInfo, error) {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
 		stream, err := r.js.Stream(c, r.opts.Stream)
 		cancel()
 		if err == nil {
+			r.stream = stream
 			info := stream.CachedInfo()
 			r.target.Store(info.State.LastSeq)
 			r.log.Info("replaying revocation stream", "stream", r.opts.Stream,
 				"messages", info.State.Msgs, "last_sequence", info.State.LastSeq)
-			if info.State.Msgs == 0 {
-				r.markReady()
-			}
-			return stream, nil
+			return info, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -319,42 +515,27 @@ func (r *Replica) waitForStream(ctx context.Context) (jetstream.Stream, error) {
 	}
 }
 
-// checkExpiredBacklog makes the replica ready when the messages it waits for have
-// left the stream (MaxAge) before they could be delivered: nothing is left to apply.
-func (r *Replica) checkExpiredBacklog(ctx context.Context, stream jetstream.Stream) {
-	c, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	info, err := stream.Info(c)
-	if err != nil {
-		return
-	}
-	if info.State.Msgs == 0 || info.State.FirstSeq > r.target.Load() {
-		r.markReady()
-	}
-}
-
 func (r *Replica) markReady() {
 	if r.ready.CompareAndSwap(false, true) {
-		close(r.readyCh)
+		r.readyOnce.Do(func() { close(r.readyCh) })
 		jti, cutoff := r.set.Len()
-		r.log.Info("replica ready", "last_sequence", r.lastSeq.Load(), "jti_entries", jti, "cutoff_entries", cutoff)
+		r.log.Info("replica caught up with the stream", "last_sequence", r.lastSeq.Load(), "jti_entries", jti, "cutoff_entries", cutoff)
 	}
 }
 
-func (r *Replica) handle(msg jetstream.Msg) {
+func (r *Replica) handle(msg jetstream.Msg, f *follower, epoch uint64) {
+	if r.epoch.Load() != epoch {
+		return // a replaced consumer's message: its sequences may be another stream's
+	}
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.log.Warn("message without JetStream metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
 	seq := meta.Sequence.Stream
-	now := time.Now()
-	r.Apply(msg.Data(), seq, now)
-	r.progress.Store(now.UnixNano())
-	if r.behindSince.Load() != 0 {
-		r.behindSince.Store(0)
-	}
-	// A replaced consumer may still hand over a message it had: never go back.
+	r.Apply(msg.Data(), seq, meta.Timestamp, r.now())
+	f.handled.Add(1)
+	// An ordered consumer delivers in order: never go back.
 	for last := r.lastSeq.Load(); seq > last; last = r.lastSeq.Load() {
 		if r.lastSeq.CompareAndSwap(last, seq) {
 			break
@@ -363,11 +544,15 @@ func (r *Replica) handle(msg jetstream.Msg) {
 	if !r.ready.Load() && (seq >= r.target.Load() || meta.NumPending == 0) {
 		r.markReady()
 	}
+	if meta.NumPending == 0 && r.staleSince.Load() != 0 {
+		r.staleSince.Store(0) // the current consumer has delivered all there is: following
+	}
 }
 
 // Apply decodes one event payload and applies it to the set. A bad event is counted,
-// logged without its content, and skipped. seq is for the log only.
-func (r *Replica) Apply(payload []byte, seq uint64, now time.Time) {
+// logged without its content, and skipped. stored is when the stream stored it (zero
+// if unknown); seq is for the log only.
+func (r *Replica) Apply(payload []byte, seq uint64, stored, now time.Time) {
 	ev, err := decodeEvent(payload, r.opts.CutoffClaims)
 	if err != nil {
 		reason := event.Reason(err)
@@ -375,24 +560,89 @@ func (r *Replica) Apply(payload []byte, seq uint64, now time.Time) {
 		r.log.Warn("revocation event rejected", "sequence", seq, "reason", reason, "err", errSummary(err))
 		return
 	}
+	if ev.Type == event.TypeCutoff {
+		if nb := EffectiveNotBefore(ev.NotBefore, stored); nb != ev.NotBefore {
+			r.clamped.WithLabelValues("not_before").Inc()
+			r.log.Warn("cutoff not_before later than the stream stored the event; bounded to that moment",
+				"sequence", seq, "not_before", ev.NotBefore, "stored", stored.Unix())
+			ev.NotBefore = nb
+		}
+	}
+	if reason := r.applyEvent(&ev, now); reason != "" {
+		r.rejected.WithLabelValues(reason).Inc()
+		if reason != "expired" {
+			r.log.Warn("revocation event not kept", "sequence", seq, "reason", reason)
+		}
+	}
+}
+
+// EffectiveNotBefore is the not_before a cutoff stored by the stream at stored is
+// enforced with: never later than that moment. A cutoff in the future would revoke
+// tokens issued after it was published, which a replica started once the event has
+// left the stream (MaxAge after stored) could not know of: running and new replicas
+// would disagree. Snapshots record cutoffs bounded the same way. A zero stored leaves
+// not_before as it is.
+func EffectiveNotBefore(notBefore int64, stored time.Time) int64 {
+	if !stored.IsZero() && notBefore > stored.Unix() {
+		return stored.Unix()
+	}
+	return notBefore
+}
+
+// applyEvent applies a validated event (from the stream or a snapshot entry) at now,
+// under the replica's rules: an entry no live token can match is skipped ("expired"),
+// a jti entry's exp is bounded by the revocation window, and no new entry is added
+// beyond MaxEntries ("replica_full"). It returns the reason an event was not kept, or
+// "".
+func (r *Replica) applyEvent(ev *event.Event, now time.Time) string {
 	grace := int64(r.opts.Leeway / time.Second)
+	life := int64(r.opts.MaxTokenLifetime / time.Second)
 	switch ev.Type {
 	case event.TypeJTI:
 		if ev.Exp+grace < now.Unix() {
-			// The token has expired: no request can carry it any more.
-			r.rejected.WithLabelValues("expired").Inc()
-			return
+			return "expired" // no request can carry the token any more
 		}
-		r.set.AddJTI(r.set.JTIKey(ev.Iss, ev.JTI), ev.Exp)
+		exp := ev.Exp
+		if limit := now.Unix() + life + grace; exp > limit {
+			// No token the verifier accepts lives past this (exp - iat within the
+			// window, iat not in the future): keeping the entry longer only costs
+			// memory, and a far exp would never be purged.
+			r.clamped.WithLabelValues("exp").Inc()
+			exp = limit
+		}
+		k := r.set.JTIKey(ev.Iss, ev.JTI)
+		if !r.room() && !r.set.HasJTI(k) {
+			return "replica_full"
+		}
+		r.set.AddJTI(k, exp)
 		r.appliedJTI.Inc()
 	case event.TypeCutoff:
-		if ev.NotBefore+int64(r.opts.MaxTokenLifetime/time.Second)+grace < now.Unix() {
-			r.rejected.WithLabelValues("expired").Inc()
-			return
+		if ev.NotBefore+life+grace < now.Unix() {
+			return "expired"
 		}
-		r.set.AddCutoff(r.set.CutoffKey(ev.Iss, ev.Claim, ev.Value), ev.NotBefore)
+		k := r.set.CutoffKey(ev.Iss, ev.Claim, ev.Value)
+		if !r.room() {
+			if _, ok := r.set.Cutoff(k); !ok {
+				return "replica_full"
+			}
+		}
+		r.set.AddCutoff(k, ev.NotBefore)
 		r.appliedCutoff.Inc()
 	}
+	return ""
+}
+
+// room reports whether a new entry fits; the first time it does not, the replica says
+// so loudly and stops being ready.
+func (r *Replica) room() bool {
+	if r.entries() < r.opts.MaxEntries {
+		return true
+	}
+	if !r.full.Swap(true) {
+		r.log.Error("replica full: revocation events are no longer kept; not ready",
+			"max_entries", r.opts.MaxEntries, "fix", "raise --max-entries (and the memory limit), or find the publisher flooding the stream")
+	}
+	return false
 }
 
 // errSummary keeps log lines short and free of event content beyond what the error says.

@@ -86,7 +86,7 @@ func TestHostileEvents(t *testing.T) {
 	want := map[string]float64{}
 	applied := 0
 	for i, c := range cases {
-		r.Apply([]byte(c.payload), uint64(i+1), now)
+		r.Apply([]byte(c.payload), uint64(i+1), now, now)
 		if c.reason == "" {
 			applied++
 		} else {
@@ -229,7 +229,7 @@ func FuzzApply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		before := count()
 		j0, c0 := set.Len()
-		r.Apply(payload, 1, now)
+		r.Apply(payload, 1, now, now)
 		if got := count() - before; got != 1 {
 			t.Fatalf("applied+rejected grew by %v, want 1", got)
 		}
