@@ -12,6 +12,7 @@ import (
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/flagenv"
 	"github.com/revoked-dev/revoked/natsconn"
+	revsync "github.com/revoked-dev/revoked/sync"
 )
 
 // EnvPrefix is the prefix of every environment variable of the sidecar.
@@ -53,6 +54,7 @@ type Sidecar struct {
 	RequireJTI      bool          // --require-jti
 	CutoffClaims    flagenv.Strings
 	MaxTokenLife    time.Duration // --max-token-lifetime: bounds how long a cutoff is kept
+	MaxEntries      int           // --max-entries: live blocklist entries kept at most
 	SubjectHeader   string        // --subject-header: upstream header with the token's sub
 	TokenCacheSize  int           // --token-cache-size: verified tokens kept; 0 turns it off
 	MaxStaleness    time.Duration // --max-staleness: 0 never considers the replica stale
@@ -82,6 +84,7 @@ func (c *Sidecar) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.RequireJTI, "require-jti", true, "deny tokens without a jti claim (RFC 9068 requires it)")
 	fs.Var(&c.CutoffClaims, "cutoff-claim", "a claim a cutoff event may name besides sub, sid and client_id, which are always allowed (repeatable)")
 	fs.DurationVar(&c.MaxTokenLife, "max-token-lifetime", 24*time.Hour, "longest lifetime of a token; a cutoff is kept this long")
+	fs.IntVar(&c.MaxEntries, "max-entries", revsync.DefaultMaxEntries, "live blocklist entries kept at most (about 65 bytes of memory each); a replica that reaches it stops being ready rather than drop revocations silently")
 	fs.StringVar(&c.SubjectHeader, "subject-header", "x-revoked-sub", "header sent upstream with the token's sub on OK; empty sends none")
 	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 20_000, "verified tokens remembered (about 1.3 KB each); 0 verifies every request")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 0, "replica age (time since NATS was last reachable) past which --stale-policy applies; 0 never")
@@ -140,6 +143,9 @@ func (c *Sidecar) Validate() error {
 	}
 	if c.MaxTokenLife <= 0 {
 		errs = append(errs, errors.New("--max-token-lifetime must be positive"))
+	}
+	if c.MaxEntries <= 0 {
+		errs = append(errs, errors.New("--max-entries must be positive"))
 	}
 	if c.TokenCacheSize < 0 {
 		errs = append(errs, errors.New("--token-cache-size must not be negative"))

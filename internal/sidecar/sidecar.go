@@ -105,6 +105,7 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 		CutoffClaims:     cfg.CutoffClaims,
 		MaxTokenLifetime: cfg.MaxTokenLife,
 		Leeway:           cfg.Leeway,
+		MaxEntries:       cfg.MaxEntries,
 		Registerer:       s.Registry,
 		Log:              log,
 	})
@@ -259,7 +260,7 @@ func (s *Sidecar) status() string {
 	case s.stopping.Load():
 		return "shutting down"
 	case !s.Replica.Ready():
-		return "replica not caught up with the stream"
+		return s.Replica.NotReadyReason()
 	case !s.keys.Loaded(context.Background()):
 		return "signing keys not loaded"
 	case s.Authorizer.Gate() == authz.ReasonStale:
