@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"strings"
 	"testing"
@@ -93,8 +94,8 @@ func TestHostileTokens(t *testing.T) {
 		{"wrong iss", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"iss": "https://evil.example.com"})}, ReasonWrongIssuer, invalid("issuer not accepted")},
 		{"wrong aud", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"aud": []string{"other"}})}, ReasonWrongAudience, invalid("audience not accepted")},
 		{"no aud", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"aud": nil})}, ReasonWrongAudience, invalid("audience not accepted")},
-		{"missing jti", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"jti": nil})}, ReasonMissingClaim, invalid("required claim missing")},
-		{"missing exp", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"exp": nil})}, ReasonMissingClaim, invalid("required claim missing")},
+		{"missing jti", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"jti": nil})}, ReasonMissingClaim, invalid("required claim missing (exp, iat or jti)")},
+		{"missing exp", map[string]string{"authorization": "Bearer " + e.ed.Token("alice", time.Hour, jwt.MapClaims{"exp": nil})}, ReasonMissingClaim, invalid("required claim missing (exp, iat or jti)")},
 		{"garbage", map[string]string{"authorization": "Bearer not-a-jwt"}, ReasonMalformed, invalid("malformed token")},
 		{"garbage with dots", map[string]string{"authorization": "Bearer a.b.c"}, ReasonMalformed, invalid("malformed token")},
 		{"64 KiB of garbage", map[string]string{"authorization": "Bearer " + garbage}, ReasonMalformed, invalid("malformed token")},
@@ -270,15 +271,56 @@ func TestCacheEntryNeverOutlivesExp(t *testing.T) {
 	}
 }
 
-// A token that would outlive the stream's memory of its revocation is refused.
+// A token that would outlive the stream's memory of its revocation is refused, judged
+// by its lifetime exp - iat at every clock position (issue 9 row 3: a 30 h token was
+// refused only while more than 24 h remained, so it passed once its cutoff was purged).
 func TestTooLongLived(t *testing.T) {
 	e := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.MaxLifetime = 24 * time.Hour })
-	if resp := e.check(t, envoyreq.Bearer(e.ed.Token("alice", 23*time.Hour, nil))); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
-		t.Fatalf("a 23 h token: %v", resp.GetStatus())
+	now := time.Now()
+	at := func(iat, exp time.Time) string {
+		return e.ed.Token("alice", 0, jwt.MapClaims{"iat": iat.Unix(), "exp": exp.Unix()})
 	}
-	resp := e.check(t, envoyreq.Bearer(e.ed.Token("alice", 25*time.Hour, nil)))
-	if resp.GetStatus().GetMessage() != "too_long_lived" || deniedHeader(resp, "www-authenticate") != `Bearer error="invalid_token", error_description="token lifetime exceeds the revocation window"` {
-		t.Fatalf("a 25 h token: %v %q", resp.GetStatus(), deniedHeader(resp, "www-authenticate"))
+	const wantWWW = `Bearer error="invalid_token", error_description="token lifetime exceeds the revocation window"`
+
+	// Within the window: allowed now and late in its life (served from the cache then).
+	for _, tok := range []string{at(now, now.Add(23*time.Hour)), at(now, now.Add(24*time.Hour))} {
+		if resp := e.check(t, envoyreq.Bearer(tok)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+			t.Fatalf("a token of at most 24 h: %v", resp.GetStatus())
+		}
+		if d := e.a.Decide("Bearer "+tok, now.Add(22*time.Hour)); !d.Allowed() {
+			t.Fatalf("a token of at most 24 h, 22 h later: %v", d.Reason)
+		}
+	}
+	// 30 h, issued 6 h ago: 24 h left, which exp - now let through.
+	resp := e.check(t, envoyreq.Bearer(at(now.Add(-6*time.Hour), now.Add(24*time.Hour))))
+	if resp.GetStatus().GetMessage() != "too_long_lived" || deniedHeader(resp, "www-authenticate") != wantWWW {
+		t.Errorf("a 30 h token with 24 h left: %v %q", resp.GetStatus(), deniedHeader(resp, "www-authenticate"))
+	}
+	// 30 h, issued now, revoked by a cutoff: refused at every point of its life, the
+	// +25 h where the cutoff is purged from the stream included.
+	long := at(now, now.Add(30*time.Hour))
+	e.set.AddCutoff(e.set.CutoffKey("", "sub", "alice"), now.Add(time.Second).Unix())
+	for _, after := range []time.Duration{0, 7 * time.Hour, 24 * time.Hour, 25 * time.Hour, 29 * time.Hour} {
+		if d := e.a.Decide("Bearer "+long, now.Add(after)); d.Reason != ReasonTooLongLived {
+			t.Errorf("a 30 h token at +%v: %v, want too_long_lived", after, d.Reason)
+		}
+	}
+	// A replica where the cutoff is purged, or that started after it aged out.
+	purged := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.MaxLifetime = 24 * time.Hour })
+	long = purged.ed.Token("alice", 0, jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(30 * time.Hour).Unix()})
+	if d := purged.a.Decide("Bearer "+long, now.Add(25*time.Hour)); d.Reason != ReasonTooLongLived {
+		t.Errorf("a 30 h token at +25 h, its cutoff purged: %v, want too_long_lived", d.Reason)
+	}
+	// Without iat the lifetime cannot be bounded: refused, saying which claims count.
+	resp = e.check(t, envoyreq.Bearer(e.ed.Token("bob", time.Hour, jwt.MapClaims{"iat": nil})))
+	if resp.GetStatus().GetMessage() != "missing_claim" ||
+		deniedHeader(resp, "www-authenticate") != `Bearer error="invalid_token", error_description="required claim missing (exp, iat or jti)"` {
+		t.Errorf("a token without iat: %v %q", resp.GetStatus(), deniedHeader(resp, "www-authenticate"))
+	}
+	// Without a bound (MaxLifetime 0) iat stays optional.
+	free := newTestEnv(t)
+	if d := free.a.Decide("Bearer "+free.ed.Token("alice", time.Hour, jwt.MapClaims{"iat": nil}), time.Now()); !d.Allowed() {
+		t.Fatalf("no iat, no lifetime bound: %v", d.Reason)
 	}
 }
 
@@ -298,5 +340,47 @@ func TestTokenWithoutKID(t *testing.T) {
 	stranger.KID = ""
 	if resp := e.check(t, envoyreq.Bearer(stranger.Token("eve", time.Hour, nil))); resp.GetStatus().GetMessage() != "bad_signature" {
 		t.Fatalf("unknown key without kid: %v", resp.GetStatus())
+	}
+}
+
+// Extra cutoff claims (--cutoff-claim tenant) add to sub, sid, client_id, and match
+// numbers and booleans by their JSON text; null, arrays and objects never match.
+func TestExtraCutoffClaim(t *testing.T) {
+	e := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.CutoffClaims = []string{"tenant"} })
+	nb := time.Now().Add(time.Second).Unix()
+	for _, v := range []string{"42", "acme", "true", "4.2e1", "[42]", "null"} {
+		e.set.AddCutoff(e.set.CutoffKey(testIss, "tenant", v), nb)
+	}
+	e.set.AddCutoff(e.set.CutoffKey("", "sub", "mallory"), nb)
+	cases := []struct {
+		name   string
+		sub    string
+		tenant any
+		want   string
+	}{
+		{"string", "alice", "acme", "revoked_cutoff"},
+		{"number", "alice", 42, "revoked_cutoff"},
+		{"number as a string", "alice", "42", "revoked_cutoff"},
+		{"boolean", "alice", true, "revoked_cutoff"},
+		{"number, by its JSON text", "alice", json.RawMessage("4.2e1"), "revoked_cutoff"},
+		{"another number", "alice", 43, "ok"},
+		{"42.0 is not 42", "alice", json.RawMessage("42.0"), "ok"},
+		{"false", "alice", false, "ok"},
+		{"array", "alice", []int{42}, "ok"},
+		{"object", "alice", map[string]int{"id": 42}, "ok"},
+		{"null", "alice", nil, "ok"},
+		// The built-ins still apply with --cutoff-claim tenant (issue 9 row 6).
+		{"sub cutoff beside tenant", "mallory", "other", "revoked_cutoff"},
+	}
+	for _, c := range cases {
+		claims := jwt.MapClaims{"tenant": c.tenant}
+		if c.tenant == nil {
+			claims = jwt.MapClaims{"tenant": json.RawMessage("null")}
+		}
+		resp := e.check(t, envoyreq.Bearer(e.ed.Token(c.sub, time.Hour, claims)))
+		got := resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue()
+		if got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
 	}
 }

@@ -19,11 +19,14 @@ type VerifierConfig struct {
 	Audiences  []string      // accepted aud (one match is enough); empty accepts any
 	Leeway     time.Duration // clock skew allowed on exp, nbf, iat
 	RequireJTI bool          // refuse tokens without jti
-	// MaxLifetime refuses tokens whose exp is further away than this (plus Leeway):
-	// revocation events are kept that long, so such a token would outlive its own
-	// revocation. 0 accepts any exp.
-	MaxLifetime  time.Duration
-	CutoffClaims []string // claims a cutoff may name; sub, sid, client_id are read natively
+	// MaxLifetime refuses tokens whose lifetime, exp - iat, exceeds it (CONTRACT
+	// section 3): revocation events are kept that long, so such a token would outlive
+	// its own revocation. With it set, a token without iat is refused too. 0 accepts
+	// any lifetime.
+	MaxLifetime time.Duration
+	// CutoffClaims are claims a cutoff may name beyond sub, sid, client_id, which are
+	// always read (a list repeating them is fine).
+	CutoffClaims []string
 }
 
 // Claims are the verified claims a decision needs.
@@ -110,8 +113,18 @@ func (v *Verifier) checkClaims(token string, tc *tokenClaims, now time.Time) (*C
 	if now.After(tc.ExpiresAt.Add(v.cfg.Leeway)) {
 		return nil, ReasonExpired
 	}
-	if v.cfg.MaxLifetime > 0 && tc.ExpiresAt.Sub(now) > v.cfg.MaxLifetime+v.cfg.Leeway {
-		return nil, ReasonTooLongLived
+	if v.cfg.MaxLifetime > 0 {
+		// Judged by exp - iat, both from the issuer's clock, not exp - now: a 30 h
+		// token must not pass once it has 24 h left, by then the stream may have
+		// dropped its revocation. Without iat the lifetime cannot be bounded (its jti
+		// revocation could age out of the stream while it lives): refused as missing
+		// a required claim.
+		if tc.IssuedAt == nil {
+			return nil, ReasonMissingClaim
+		}
+		if tc.ExpiresAt.Sub(tc.IssuedAt.Time) > v.cfg.MaxLifetime {
+			return nil, ReasonTooLongLived
+		}
 	}
 	if tc.NotBefore != nil && now.Add(v.cfg.Leeway).Before(tc.NotBefore.Time) {
 		return nil, ReasonNotYetValid
@@ -149,8 +162,11 @@ func (v *Verifier) checkClaims(token string, tc *tokenClaims, now time.Time) (*C
 	return c, ReasonOK
 }
 
-// extraClaims reads the string values of the named claims from the (verified) payload.
-// It runs only when the operator allows cutoffs on claims beyond sub, sid, client_id.
+// extraClaims reads the values of the named claims from the (verified) payload, as a
+// cutoff's value matches them: a string as it is; a number or a boolean by its JSON
+// text as the token has it (tenant: 42 matches "42", 4.2e1 does not); null, arrays
+// and objects never match. It runs only when the operator allows cutoffs on claims
+// beyond sub, sid, client_id.
 func extraClaims(token string, names []string) map[string]string {
 	_, rest, _ := strings.Cut(token, ".")
 	payload, _, _ := strings.Cut(rest, ".")
@@ -164,10 +180,28 @@ func extraClaims(token string, names []string) map[string]string {
 	}
 	out := make(map[string]string, len(names))
 	for _, n := range names {
-		var s string
-		if json.Unmarshal(all[n], &s) == nil && s != "" {
+		if s := claimText(all[n]); s != "" {
 			out[n] = s
 		}
 	}
 	return out
+}
+
+// claimText is the text a cutoff value is compared with (see extraClaims); "" for
+// none. raw is one valid JSON value, as json.Unmarshal left it.
+func claimText(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return s
+	case c == '-' || c >= '0' && c <= '9', c == 't' || c == 'f':
+		return string(raw)
+	}
+	return "" // null, array, object
 }
