@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +20,7 @@ type Token struct {
 	Claims
 	query   blocklist.Query
 	jtiHash string // short SHA-256 of the jti, the only token identifier ever logged
+	keyGen  uint64 // Keys.Generation the signature was verified under
 	allow   atomic.Pointer[allowResponse]
 }
 
@@ -49,15 +50,11 @@ func (d Decision) Allowed() bool { return d.Reason == ReasonOK }
 type Authorizer struct {
 	verifier *Verifier
 	set      *blocklist.Set
-	cache    *lru.Cache[cacheKey, *Token] // nil: every request is verified
-	seedHi   maphash.Seed
-	seedLo   maphash.Seed
-	gate     atomic.Uint32 // a Reason: ReasonOK lets checks through
+	cache    *lru.Cache[string, *Token] // by the whole token string; nil: every request is verified
+	gate     atomic.Uint32              // a Reason: ReasonOK lets checks through
 	metrics  *Metrics
 	log      *slog.Logger
 }
-
-type cacheKey struct{ hi, lo uint64 }
 
 // Options configure an Authorizer.
 type Options struct {
@@ -72,8 +69,6 @@ func NewAuthorizer(v *Verifier, set *blocklist.Set, opts Options) *Authorizer {
 	a := &Authorizer{
 		verifier: v,
 		set:      set,
-		seedHi:   maphash.MakeSeed(),
-		seedLo:   maphash.MakeSeed(),
 		metrics:  opts.Metrics,
 		log:      opts.Log,
 	}
@@ -81,7 +76,7 @@ func NewAuthorizer(v *Verifier, set *blocklist.Set, opts Options) *Authorizer {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	if opts.CacheSize > 0 {
-		a.cache, _ = lru.New[cacheKey, *Token](opts.CacheSize)
+		a.cache, _ = lru.New[string, *Token](opts.CacheSize)
 	}
 	a.gate.Store(uint32(ReasonNotReady))
 	return a
@@ -96,9 +91,20 @@ func (a *Authorizer) Gate() Reason { return Reason(a.gate.Load()) }
 
 // Check decides a request whose authorization header is header, and records it in the
 // metrics. It is what the gRPC and HTTP servers call.
-func (a *Authorizer) Check(header string) Decision {
+func (a *Authorizer) Check(header string) Decision { return a.CheckHeaders(header, 1) }
+
+// CheckHeaders is Check for a request that carried n authorization headers, header
+// being the one when n is 1. Two or more are refused as malformed whatever they hold
+// (an empty one beside a token included), as two tokens in one header are: every form
+// of request (gRPC map, gRPC header_map, HTTP) answers alike.
+func (a *Authorizer) CheckHeaders(header string, n int) Decision {
 	start := time.Now()
-	d := a.Decide(header, start)
+	var d Decision
+	if n > 1 {
+		d = a.refuse(ReasonMalformed)
+	} else {
+		d = a.Decide(header, start)
+	}
 	if a.metrics != nil {
 		a.metrics.observe(d.Reason, time.Since(start))
 	}
@@ -110,6 +116,15 @@ func (a *Authorizer) Check(header string) Decision {
 		a.log.Debug("check denied", "reason", d.Reason.String(), "jti_hash", jti)
 	}
 	return d
+}
+
+// refuse is the decision for a request refused before its token is read; the gate
+// still comes first, as in Decide.
+func (a *Authorizer) refuse(r Reason) Decision {
+	if g := Reason(a.gate.Load()); g != ReasonOK {
+		return Decision{Reason: g}
+	}
+	return Decision{Reason: r}
 }
 
 // Decide is the decision itself: gate, token extraction, the verified-token cache or
@@ -135,31 +150,35 @@ func (a *Authorizer) Decide(header string, now time.Time) Decision {
 	return Decision{Reason: ReasonOK, Token: tok}
 }
 
-// verified returns the token from the cache, or verifies it and caches it. The cache is
-// keyed by a 128-bit keyed hash of the whole token string (the same argument as the
-// blocklist's: no collision can be aimed at without the seed), and an entry is never
-// used past the token's exp.
+// verified returns the token from the cache, or verifies it and caches it. The cache
+// is keyed by the whole token string (a hit compares it in full, never a hash of it),
+// and an entry is used only before the token's exp and while the key set has not lost
+// a key since it was verified (a removed key stops its tokens at once).
 func (a *Authorizer) verified(raw string, now time.Time) (*Token, Reason) {
-	var key cacheKey
+	gen := a.verifier.keys.Generation() // read before verifying: see keyStore.changed
 	if a.cache != nil {
-		key = cacheKey{maphash.String(a.seedHi, raw), maphash.String(a.seedLo, raw)}
-		if tok, ok := a.cache.Get(key); ok {
-			if now.Unix() > tok.Expiry+int64(a.verifier.cfg.Leeway/time.Second) {
-				a.cache.Remove(key)
-				return nil, ReasonExpired
+		if tok, ok := a.cache.Get(raw); ok {
+			if tok.keyGen != gen {
+				a.cache.Remove(raw) // verified under keys since removed or changed: again
+			} else {
+				if now.Unix() > tok.Expiry+int64(a.verifier.cfg.Leeway/time.Second) {
+					a.cache.Remove(raw)
+					return nil, ReasonExpired
+				}
+				return tok, ReasonOK
 			}
-			return tok, ReasonOK
 		}
 	}
 	c, r := a.verifier.Verify(raw, now)
 	if r != ReasonOK {
 		return nil, r
 	}
-	tok := &Token{Claims: *c, jtiHash: JTIHash(c.JTI)}
+	tok := &Token{Claims: *c, jtiHash: JTIHash(c.JTI), keyGen: gen}
 	tok.query = a.set.NewQuery(c.Issuer, c.JTI, c.IssuedAt, c.Cutoff)
 	tok.Cutoff = nil // now in the query's keys; a cached token keeps only what it needs
 	if a.cache != nil {
-		a.cache.Add(key, tok)
+		// A copy: raw may share memory with a larger request buffer.
+		a.cache.Add(strings.Clone(raw), tok)
 	}
 	return tok, ReasonOK
 }

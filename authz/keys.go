@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,7 +54,14 @@ type Keys struct {
 	hmac    []byte
 	methods []string
 	loaded  atomic.Bool
+	gen     atomic.Uint64 // see Generation
 }
+
+// Generation counts the changes of the key set that can undo a verification: a key
+// removed (it leaked), or its material or use changed. A verification is trusted only
+// under the generation it was made in; the token cache checks it on every hit. Adding
+// a key changes nothing: it cannot make a verified signature false.
+func (k *Keys) Generation() uint64 { return k.gen.Load() }
 
 // Errors the key lookup returns; Verify turns them into denial reasons.
 var (
@@ -77,23 +86,23 @@ func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, erro
 		}
 		k.methods = append(k.methods, HMACMethods...)
 	}
+	store := &keyStore{MemoryJWKSet: jwkset.NewMemoryStorage(), gen: &k.gen, log: log}
 	switch {
 	case cfg.File != "":
-		st := jwkset.NewMemoryStorage()
 		keys, raw, err := readJWKS(cfg.File)
 		if err != nil {
 			return nil, err
 		}
-		if err := st.KeyReplaceAll(ctx, keys); err != nil {
+		if err := store.KeyReplaceAll(ctx, keys); err != nil {
 			return nil, fmt.Errorf("jwks file %s: %w", cfg.File, err)
 		}
-		k.storage = st
+		k.storage = store
 		k.loaded.Store(true)
 		refresh := cfg.Refresh
 		if refresh <= 0 || refresh > 10*time.Second {
 			refresh = 10 * time.Second
 		}
-		go watchFile(ctx, st, cfg.File, raw, refresh, log)
+		go watchFile(ctx, store, cfg.File, raw, refresh, log)
 	case cfg.URL != "":
 		client := cfg.HTTPClient
 		if client == nil {
@@ -103,7 +112,7 @@ func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, erro
 		if refresh <= 0 {
 			refresh = time.Hour
 		}
-		remote, err := jwkset.NewStorageFromHTTP(cfg.URL, jwkset.HTTPClientStorageOptions{
+		opts := jwkset.HTTPClientStorageOptions{
 			Client:                    client,
 			Ctx:                       ctx,
 			HTTPTimeout:               10 * time.Second,
@@ -112,9 +121,14 @@ func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, erro
 			RefreshErrorHandler: func(_ context.Context, err error) {
 				log.Warn("jwks refresh failed", "url", cfg.URL, "err", err)
 			},
-		})
+			Storage: store,
+		}
+		remote, err := jwkset.NewStorageFromHTTP(cfg.URL, opts)
 		if err != nil {
 			return nil, fmt.Errorf("jwks %s: %w", cfg.URL, err)
+		}
+		if !store.hasKeys(ctx) {
+			go retryFirstFetch(ctx, cfg.URL, opts, store, log)
 		}
 		st, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 			HTTPURLs: map[string]jwkset.Storage{cfg.URL: remote},
@@ -204,6 +218,129 @@ func asymmetric(k any) bool {
 	return false
 }
 
+// The first JWKS fetch, when it fails at start, is retried after firstFetchRetry,
+// doubling up to maxFirstFetchRetry, until a key is loaded.
+var (
+	firstFetchRetry    = 250 * time.Millisecond
+	maxFirstFetchRetry = 30 * time.Second
+)
+
+// retryFirstFetch fetches the JWKS URL into store until it holds a key. The periodic
+// refresh (--jwks-refresh, 1 h by default) is no retry: without this a pod that
+// started during a short IdP outage stayed unready for an hour.
+func retryFirstFetch(ctx context.Context, url string, opts jwkset.HTTPClientStorageOptions, store *keyStore, log *slog.Logger) {
+	// One fetch into store, parsed as the refresh parses it: a storage without a
+	// refresh interval fetches once, in its constructor.
+	opts.RefreshInterval, opts.NoErrorReturnFirstHTTPReq, opts.RefreshErrorHandler = 0, false, nil
+	delay := firstFetchRetry
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if store.hasKeys(ctx) { // a refresh on an unknown kid got there first
+			return
+		}
+		_, err := jwkset.NewStorageFromHTTP(url, opts)
+		if err == nil && store.hasKeys(ctx) {
+			log.Info("jwks loaded", "url", url)
+			return
+		}
+		if err == nil {
+			err = errors.New("no signing keys")
+		}
+		delay = min(2*delay, maxFirstFetchRetry)
+		log.Warn("jwks fetch failed; retrying", "url", url, "in", delay, "err", err)
+		t.Reset(delay)
+	}
+}
+
+// keyStore holds the JWKS keys, whatever writes them (file reload, URL refresh, the
+// refresh on an unknown kid). It keeps only keys that may verify signatures (RFC 7517:
+// use "sig" or none, key_ops with "verify" or none), and moves the generation when a
+// key it held is gone or changed.
+type keyStore struct {
+	*jwkset.MemoryJWKSet
+	gen    *atomic.Uint64
+	log    *slog.Logger
+	mu     sync.Mutex
+	prints map[[sha256.Size]byte]bool // fingerprints of the keys held
+}
+
+func (s *keyStore) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.MemoryJWKSet.KeyReplaceAll(ctx, s.verifying(given)); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}
+
+func (s *keyStore) KeyWrite(ctx context.Context, jwk jwkset.JWK) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, jwk := range s.verifying([]jwkset.JWK{jwk}) {
+		if err := s.MemoryJWKSet.KeyWrite(ctx, jwk); err != nil {
+			return err
+		}
+	}
+	s.changed(ctx)
+	return nil
+}
+
+func (s *keyStore) KeyDelete(ctx context.Context, kid string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok, err := s.MemoryJWKSet.KeyDelete(ctx, kid)
+	s.changed(ctx)
+	return ok, err
+}
+
+// changed moves the generation if a key held before is no longer held as it was. It
+// runs after the keys are replaced: a verification that read the generation before
+// the move is then never trusted after it.
+func (s *keyStore) changed(ctx context.Context) {
+	all, _ := s.MemoryJWKSet.KeyReadAll(ctx)
+	prints := make(map[[sha256.Size]byte]bool, len(all))
+	for _, jwk := range all {
+		b, _ := json.Marshal(jwk.Marshal())
+		prints[sha256.Sum256(b)] = true
+	}
+	for p := range s.prints {
+		if !prints[p] {
+			s.gen.Add(1)
+			break
+		}
+	}
+	s.prints = prints
+}
+
+func (s *keyStore) hasKeys(ctx context.Context) bool {
+	all, err := s.MemoryJWKSet.KeyReadAll(ctx)
+	return err == nil && len(all) > 0
+}
+
+// verifying drops (and logs) the keys that may not verify signatures.
+func (s *keyStore) verifying(keys []jwkset.JWK) []jwkset.JWK {
+	out := make([]jwkset.JWK, 0, len(keys))
+	for _, jwk := range keys {
+		if m := jwk.Marshal(); !verifies(m) {
+			s.log.Warn("jwks key not for signatures; ignored", "kid", m.KID, "use", m.USE, "key_ops", m.KEYOPS)
+			continue
+		}
+		out = append(out, jwk)
+	}
+	return out
+}
+
+func verifies(m jwkset.JWKMarshal) bool {
+	return (m.USE == "" || m.USE == jwkset.UseSig) && (len(m.KEYOPS) == 0 || slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify))
+}
+
 func readJWKS(path string) ([]jwkset.JWK, []byte, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -217,15 +354,15 @@ func readJWKS(path string) ([]jwkset.JWK, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("jwks file %s: %w", path, err)
 	}
-	if len(keys) == 0 {
-		return nil, nil, fmt.Errorf("jwks file %s: no keys", path)
+	if !slices.ContainsFunc(keys, func(k jwkset.JWK) bool { return verifies(k.Marshal()) }) {
+		return nil, nil, fmt.Errorf("jwks file %s: no signing keys", path)
 	}
 	return keys, raw, nil
 }
 
 // watchFile reloads the JWKS file when its content changes (a mounted ConfigMap is
 // replaced atomically on key rotation). A broken file keeps the old keys.
-func watchFile(ctx context.Context, st jwkset.Storage, path string, last []byte, every time.Duration, log *slog.Logger) {
+func watchFile(ctx context.Context, st *keyStore, path string, last []byte, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -43,9 +43,13 @@ func (s *jwksServer) set(keys ...any) {
 }
 
 func newURLAuthorizer(t *testing.T, url string) *Authorizer {
+	return newURLAuthorizerOpts(t, url, time.Hour, 0)
+}
+
+func newURLAuthorizerOpts(t *testing.T, url string, refresh time.Duration, cache int) *Authorizer {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	keys, err := NewKeys(ctx, KeysConfig{URL: url, Refresh: time.Hour}, nil)
+	keys, err := NewKeys(ctx, KeysConfig{URL: url, Refresh: refresh}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +60,7 @@ func newURLAuthorizer(t *testing.T, url string) *Authorizer {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	a := NewAuthorizer(NewVerifier(keys, VerifierConfig{Leeway: time.Second}), blocklist.New(), Options{})
+	a := NewAuthorizer(NewVerifier(keys, VerifierConfig{Leeway: time.Second}), blocklist.New(), Options{CacheSize: cache})
 	a.SetGate(ReasonOK)
 	return a
 }
@@ -99,43 +103,204 @@ func TestJWKSURLUnknownKIDIsRateLimited(t *testing.T) {
 	}
 }
 
+// The file is reloaded: a key added is used, and a key removed (it leaked) stops
+// verifying at once, its tokens already in the verified-token cache included (issue 9
+// row 4: they stayed allowed until they expired).
 func TestJWKSFileReload(t *testing.T) {
 	a1, _ := devissuer.New("EdDSA", testIss, testAud)
 	a2, _ := devissuer.New("EdDSA", testIss, testAud)
 	path := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(path, a1.JWKS(), 0o600); err != nil {
-		t.Fatal(err)
+	write := func(keys ...any) {
+		b, _ := json.Marshal(map[string]any{"keys": keys})
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
+	write(a1.JWK())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	keys, err := NewKeys(ctx, KeysConfig{File: path, Refresh: 50 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(keys, VerifierConfig{})
-	if _, r := v.Verify(a2.Token("x", time.Hour, nil), time.Now()); r != ReasonUnknownKey {
-		t.Fatalf("key not yet in the file: %v", r)
+	a := NewAuthorizer(NewVerifier(keys, VerifierConfig{}), blocklist.New(), Options{CacheSize: 100})
+	a.SetGate(ReasonOK)
+	old, rotated := "Bearer "+a1.Token("x", time.Hour, nil), "Bearer "+a2.Token("x", time.Hour, nil)
+	if d := a.Decide(rotated, time.Now()); d.Reason != ReasonUnknownKey {
+		t.Fatalf("key not yet in the file: %v", d.Reason)
 	}
-	if err := os.WriteFile(path, a2.JWKS(), 0o600); err != nil {
-		t.Fatal(err)
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, r := v.Verify(a2.Token("x", time.Hour, nil), time.Now()); r == ReasonOK {
-			break
+	for range 2 { // the second from the cache
+		if d := a.Decide(old, time.Now()); !d.Allowed() {
+			t.Fatalf("token of the first key: %v", d.Reason)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("rotated file never picked up")
+	}
+	gen := keys.Generation()
+	write(a1.JWK(), a2.JWK())
+	until("rotated file never picked up", func() bool { return a.Decide(rotated, time.Now()).Allowed() })
+	if keys.Generation() != gen {
+		t.Error("adding a key moved the generation: every cached token is verified again for nothing")
+	}
+	if d := a.Decide(old, time.Now()); !d.Allowed() {
+		t.Fatalf("token of the first key after a key was added: %v", d.Reason)
+	}
+	// a1 leaked: removed from the file. Its token, cached, is refused from now on.
+	write(a2.JWK())
+	until("a token of a removed key is still allowed", func() bool { return a.Decide(old, time.Now()).Reason == ReasonUnknownKey })
+	for _, tok := range []string{old, "Bearer " + a1.Token("y", time.Hour, nil)} {
+		if d := a.Decide(tok, time.Now()); d.Reason != ReasonUnknownKey {
+			t.Fatalf("token of the removed key: %v", d.Reason)
 		}
-		time.Sleep(20 * time.Millisecond)
+	}
+	if d := a.Decide(rotated, time.Now()); !d.Allowed() {
+		t.Fatalf("token of the remaining key: %v", d.Reason)
 	}
 	// A broken file keeps the keys that work.
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(150 * time.Millisecond)
-	if _, r := v.Verify(a2.Token("x", time.Hour, nil), time.Now()); r != ReasonOK {
-		t.Fatalf("broken file dropped the keys: %v", r)
+	if d := a.Decide(rotated, time.Now()); !d.Allowed() {
+		t.Fatalf("broken file dropped the keys: %v", d.Reason)
+	}
+}
+
+// The same over a JWKS URL: a key the IdP stops publishing stops verifying at the next
+// refresh, for cached tokens too.
+func TestJWKSURLKeyRemoved(t *testing.T) {
+	leaked, _ := devissuer.New("ES256", testIss, testAud)
+	kept, _ := devissuer.New("ES256", testIss, testAud)
+	srv := newJWKSServer(t, leaked.JWK(), kept.JWK())
+	a := newURLAuthorizerOpts(t, srv.URL, 50*time.Millisecond, 100)
+	old, other := "Bearer "+leaked.Token("alice", time.Hour, nil), "Bearer "+kept.Token("bob", time.Hour, nil)
+	for range 2 { // the second from the cache
+		for _, tok := range []string{old, other} {
+			if d := a.Decide(tok, time.Now()); !d.Allowed() {
+				t.Fatalf("published key: %v", d.Reason)
+			}
+		}
+	}
+	srv.set(kept.JWK())
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Decide(old, time.Now()).Reason != ReasonUnknownKey {
+		if time.Now().After(deadline) {
+			t.Fatal("a cached token of a key removed from the JWKS URL is still allowed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := a.Decide(other, time.Now()); !d.Allowed() {
+		t.Fatalf("token of the key still published: %v", d.Reason)
+	}
+}
+
+// The JWKS URL is down when the pod starts: the first fetch is retried with backoff,
+// not at the next --jwks-refresh (1 h), so the keys load soon after it is back (issue 9
+// row 5).
+func TestJWKSURLDownAtStart(t *testing.T) {
+	iss, _ := devissuer.New("EdDSA", testIss, testAud)
+	const failures = 3
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if fetches.Add(1) <= failures {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write(iss.JWKS())
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	start := time.Now()
+	keys, err := NewKeys(ctx, KeysConfig{URL: srv.URL, Refresh: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.Loaded(ctx) {
+		t.Fatal("loaded while the URL fails")
+	}
+	for !keys.Loaded(ctx) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("keys not loaded 10 s after start (%d fetches); the first fetch is not retried", fetches.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// 250 ms, 500 ms, 1 s: loaded on the fourth fetch, about 1.75 s after start.
+	if n := fetches.Load(); n != failures+1 {
+		t.Errorf("%d fetches, want %d: retried without backoff, or after success", n, failures+1)
+	}
+	v := NewVerifier(keys, VerifierConfig{})
+	if _, r := v.Verify(iss.Token("alice", time.Hour, nil), time.Now()); r != ReasonOK {
+		t.Fatalf("after the URL came back: %v", r)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := fetches.Load(); n != failures+1 {
+		t.Errorf("%d fetches: retries went on once the keys loaded", n)
+	}
+}
+
+// Keys published for encryption (use "enc", or key_ops without "verify") never verify
+// a signature, with a kid or without, from a file or a URL.
+func TestJWKSKeysNotForSignatures(t *testing.T) {
+	sig, _ := devissuer.New("EdDSA", testIss, testAud)
+	enc, _ := devissuer.New("EdDSA", testIss, testAud)
+	ops, _ := devissuer.New("ES256", testIss, testAud)
+	encJWK, opsJWK, sigJWK := enc.JWK(), ops.JWK(), sig.JWK()
+	encJWK["use"] = "enc"
+	delete(opsJWK, "use")
+	opsJWK["key_ops"] = []string{"encrypt"}
+	sigJWK["key_ops"] = []string{"verify"}
+	set, _ := json.Marshal(map[string]any{"keys": []any{encJWK, opsJWK, sigJWK}})
+
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, set, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(set) }))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, kc := range []KeysConfig{{File: path}, {URL: srv.URL}} {
+		keys, err := NewKeys(ctx, kc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := NewVerifier(keys, VerifierConfig{})
+		noKID := func(i *devissuer.Issuer) string {
+			kid := i.KID
+			i.KID = ""
+			defer func() { i.KID = kid }()
+			return i.Token("alice", time.Hour, nil)
+		}
+		for _, c := range []struct {
+			name, tok string
+			want      Reason
+		}{
+			{"use sig, key_ops verify", sig.Token("alice", time.Hour, nil), ReasonOK},
+			{"use enc", enc.Token("alice", time.Hour, nil), ReasonUnknownKey},
+			{"key_ops encrypt", ops.Token("alice", time.Hour, nil), ReasonUnknownKey},
+			{"use enc, no kid", noKID(enc), ReasonBadSignature},
+			{"key_ops encrypt, no kid", noKID(ops), ReasonBadSignature},
+			{"use sig, no kid", noKID(sig), ReasonOK},
+		} {
+			if _, r := v.Verify(c.tok, time.Now()); r != c.want {
+				t.Errorf("file %q url %q: %s: %v, want %v", kc.File, kc.URL, c.name, r, c.want)
+			}
+		}
+	}
+	// A file holding only keys that cannot verify is no key set.
+	encOnly, _ := json.Marshal(map[string]any{"keys": []any{encJWK}})
+	if err := os.WriteFile(path, encOnly, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewKeys(ctx, KeysConfig{File: path}, nil); err == nil {
+		t.Error("a JWKS file of encryption keys only accepted")
 	}
 }
 
