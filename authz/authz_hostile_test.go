@@ -1,13 +1,13 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,9 +23,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -35,7 +33,7 @@ import (
 
 // hostileEnv is a self-contained authorizer over one Ed25519 key whose private half the
 // test holds, so that it can sign tokens with any header it likes, behind a real gRPC
-// server on loopback.
+// server on loopback made as the sidecar makes it (newCheckServer).
 type hostileEnv struct {
 	priv    ed25519.PrivateKey
 	kid     string
@@ -84,21 +82,7 @@ func newHostileEnvTB(t testing.TB) *hostileEnv {
 	t.Cleanup(far.Close)
 	e.far = far.URL
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
-	authv3.RegisterAuthorizationServer(srv, NewGRPCServer(e.a, "x-revoked-sub"))
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	e.client = authv3.NewAuthorizationClient(conn)
+	e.client = newCheckServer(t, e.a) // the production server options: the partial decoder
 	return e
 }
 
@@ -358,30 +342,60 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// FuzzGRPCCheck fuzzes the mapping of an Envoy CheckRequest to a decision: the headers
-// map, and the raw header_map Envoy sends with encode_raw_headers. Whatever arrives,
-// the answer is a well-formed response, and only a request whose authorization header
-// is exactly "Bearer <the valid token>" is allowed.
+// FuzzGRPCCheck fuzzes the mapping of an Envoy CheckRequest to a decision, over real
+// gRPC through the production server options (the partial decoder): the headers map,
+// and the raw header_map Envoy sends with encode_raw_headers, several entries of it
+// (rawKeys and rawValues, one entry per line; odd entries carry their value as a
+// string, even ones as raw bytes). Whatever arrives, the answer is a well-formed
+// response, and only a request carrying exactly one authorization header, "Bearer
+// <the valid token>", in either form, is allowed.
 func FuzzGRPCCheck(f *testing.F) {
 	e := newHostileEnvTB(f)
-	srv := NewGRPCServer(e.a, "x-revoked-sub")
 	valid := e.token(nil, nil)
 	f.Add("authorization", "Bearer "+valid, "", []byte(nil))
 	f.Add("Authorization", "Bearer "+valid, "authorization", []byte("Bearer "+valid))
 	f.Add("x-other", "v", "authorization", []byte("Bearer "+valid))
 	f.Add("authorization", "bearer  "+valid+" ", "authorization", []byte("\xff\xfe"))
 	f.Add("authorization", "", "authorization", []byte("Bearer a.b.c"))
-	f.Fuzz(func(t *testing.T, key, value, rawKey string, rawValue []byte) {
-		if !utf8.ValidString(key) || !utf8.ValidString(value) || !utf8.ValidString(rawKey) {
+	// Several header_map entries (issue 9: ["", "Bearer X"] was allowed).
+	f.Add("x-other", "v", "authorization\nauthorization", []byte("\nBearer "+valid))
+	f.Add("x-other", "v", "authorization\nauthorization", []byte("Bearer "+valid+"\n"))
+	f.Add("x-other", "v", ":path\nauthorization\nx-a", []byte("/\nBearer "+valid+"\nb"))
+	f.Add("x-other", "v", ":path\nauthorization\nauthorization", []byte("/\nBearer "+valid+"\nBearer "+valid))
+	f.Add("authorization", "Bearer "+valid, "x-a\nauthorization", []byte("b\n"))
+	f.Add("x-other", "v", "authorization\nx-a\nx-b\nx-c\nauthorization", []byte("\n\n\n\nBearer "+valid))
+	f.Fuzz(func(t *testing.T, key, value, rawKeys string, rawValues []byte) {
+		if !utf8.ValidString(key) || !utf8.ValidString(value) || !utf8.ValidString(rawKeys) {
 			return // proto strings: gRPC refuses them before the server sees them
 		}
 		req := envoyreq.Check(envoyreq.Request{})
 		h := req.Attributes.Request.Http
 		h.Headers[key] = value
-		if rawKey != "" {
-			h.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: rawKey, RawValue: rawValue}}}
+		var auths []string // every authorization header sent, in either form
+		if v, ok := h.Headers["authorization"]; ok {
+			auths = append(auths, v)
 		}
-		resp, err := srv.Check(context.Background(), req)
+		if rawKeys != "" {
+			h.HeaderMap = &corev3.HeaderMap{}
+			values := bytes.Split(rawValues, []byte("\n"))
+			for i, k := range strings.Split(rawKeys, "\n") {
+				var v []byte
+				if i < len(values) {
+					v = values[i]
+				}
+				hv := &corev3.HeaderValue{Key: k, RawValue: v}
+				if i%2 == 1 && utf8.Valid(v) {
+					hv = &corev3.HeaderValue{Key: k, Value: string(v)}
+				}
+				h.HeaderMap.Headers = append(h.HeaderMap.Headers, hv)
+				if k == "authorization" {
+					auths = append(auths, string(v))
+				}
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := e.client.Check(ctx, req)
 		if err != nil {
 			t.Fatalf("Check: %v", err)
 		}
@@ -391,14 +405,11 @@ func FuzzGRPCCheck(f *testing.F) {
 		if resp.GetOkResponse() == nil {
 			return
 		}
-		var auth string
-		if v, ok := h.Headers["authorization"]; ok {
-			auth = v
-		} else if rawKey == "authorization" {
-			auth = string(rawValue)
+		if len(auths) != 1 {
+			t.Fatalf("allowed a request with %d authorization headers %.20q", len(auths), auths)
 		}
-		if tok, _ := BearerToken(auth); tok != valid {
-			t.Fatalf("allowed authorization %q", auth)
+		if tok, _ := BearerToken(auths[0]); tok != valid {
+			t.Fatalf("allowed authorization %.40q", auths[0])
 		}
 	})
 }

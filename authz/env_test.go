@@ -61,19 +61,28 @@ func newTestEnv(t testing.TB, mutate ...func(*VerifierConfig, *KeysConfig)) *tes
 	e.a = NewAuthorizer(NewVerifier(e.keys, vc), e.set, Options{CacheSize: 1000})
 	e.a.SetGate(ReasonOK)
 
+	e.client = newCheckServer(t, e.a)
+	return e
+}
+
+// newCheckServer serves a's checks on loopback the way the sidecar does
+// (internal/sidecar's listen: a 4 MiB message limit and GRPCServerOptions, so the
+// partial CheckRequest decoder), and returns a client of it.
+func newCheckServer(t testing.TB, a *Authorizer) authv3.AuthorizationClient {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, NewGRPCServer(e.a, "x-revoked-sub"))
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(4 << 20)}, GRPCServerOptions()...)...)
+	authv3.RegisterAuthorizationServer(srv, NewGRPCServer(a, "x-revoked-sub"))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	e.client = authv3.NewAuthorizationClient(conn)
-	return e
+	return authv3.NewAuthorizationClient(conn)
 }

@@ -37,7 +37,7 @@ func NewGRPCServer(a *Authorizer, subjectHeader string) *GRPCServer {
 
 // Check answers one ext_authz request.
 func (s *GRPCServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	d := s.a.Check(authorizationHeader(req.GetAttributes().GetRequest().GetHttp()))
+	d := s.a.CheckHeaders(authorizationHeader(req.GetAttributes().GetRequest().GetHttp()))
 	if !d.Allowed() {
 		return s.denied[d.Reason], nil
 	}
@@ -50,27 +50,24 @@ func (s *GRPCServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 }
 
 // authorizationHeader finds the authorization header in the map Envoy sends, or in
-// header_map when Envoy is set to send raw header bytes. Repeated headers are joined
-// with a comma, as Envoy joins them in the map, which BearerToken refuses as two tokens.
-func authorizationHeader(h *authv3.AttributeContext_HttpRequest) string {
+// header_map when Envoy is set to send raw header bytes, and counts them: n is the
+// number of authorization headers the request carried in both forms together, empty
+// ones included (Envoy fills only one form; a request with both is refused too).
+func authorizationHeader(h *authv3.AttributeContext_HttpRequest) (value string, n int) {
 	if v, ok := h.GetHeaders()["authorization"]; ok {
-		return v
+		value, n = v, 1
 	}
-	value := ""
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		if hv.GetKey() != "authorization" {
 			continue
 		}
-		v := hv.GetValue()
-		if v == "" {
-			v = string(hv.GetRawValue())
+		n++
+		value = hv.GetValue()
+		if value == "" {
+			value = string(hv.GetRawValue())
 		}
-		if value != "" {
-			v = value + "," + v
-		}
-		value = v
 	}
-	return value
+	return value, n
 }
 
 func (s *GRPCServer) allowResponse(t *Token) *authv3.CheckResponse {

@@ -6,9 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -241,6 +244,58 @@ func TestHeaderMap(t *testing.T) {
 	}
 }
 
+// Two authorization headers are refused as malformed whatever they hold, in every
+// form a check arrives in: an empty one beside a token was allowed in header_map
+// (issue 9) while the map and HTTP forms denied two headers.
+func TestRepeatedAuthorizationHeaders(t *testing.T) {
+	e := newTestEnv(t)
+	tok := "Bearer " + e.ed.Token("alice", time.Hour, nil)
+	raw := func(v string) *corev3.HeaderValue {
+		return &corev3.HeaderValue{Key: "authorization", RawValue: []byte(v)}
+	}
+	str := func(v string) *corev3.HeaderValue { return &corev3.HeaderValue{Key: "authorization", Value: v} }
+	cases := []struct {
+		name      string
+		headerMap []*corev3.HeaderValue
+		mapValue  string // the map's authorization entry, when not empty
+	}{
+		{"header_map: empty raw value, then the token", []*corev3.HeaderValue{raw(""), raw(tok)}, ""},
+		{"header_map: the token, then an empty raw value", []*corev3.HeaderValue{raw(tok), raw("")}, ""},
+		{"header_map: empty string value, then the token", []*corev3.HeaderValue{str(""), str(tok)}, ""},
+		{"header_map: the token twice", []*corev3.HeaderValue{raw(tok), str(tok)}, ""},
+		{"map and header_map", []*corev3.HeaderValue{raw(tok)}, tok},
+	}
+	for _, c := range cases {
+		req := envoyreq.Check(envoyreq.Request{})
+		h := req.Attributes.Request.Http
+		if c.mapValue != "" {
+			h.Headers["authorization"] = c.mapValue
+		}
+		h.HeaderMap = &corev3.HeaderMap{Headers: append([]*corev3.HeaderValue{{Key: ":path", RawValue: []byte("/")}}, c.headerMap...)}
+		resp, err := e.client.Check(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.GetStatus().GetMessage(); got != "malformed" {
+			t.Errorf("%s: %q, want malformed", c.name, got)
+		}
+	}
+	srv := httptest.NewServer(NewHTTPServer(e.a, "x-revoked-sub"))
+	t.Cleanup(srv.Close)
+	for _, auth := range [][]string{{"", tok}, {tok, ""}, {tok, tok}} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.Header["Authorization"] = auth
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("Www-Authenticate"), "malformed token") {
+			t.Errorf("HTTP with authorization %.20q: %d %q, want 401 malformed", auth, resp.StatusCode, resp.Header.Get("Www-Authenticate"))
+		}
+	}
+}
+
 func TestHMACWhenConfigured(t *testing.T) {
 	secret := []byte(strings.Repeat("s", 32))
 	e := newTestEnv(t, func(_ *VerifierConfig, k *KeysConfig) { k.HMACSecret = secret })
@@ -256,6 +311,28 @@ func TestHMACWhenConfigured(t *testing.T) {
 	tok, _ = confused.SignedString(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	if resp := e.check(t, envoyreq.Bearer(tok)); resp.GetStatus().GetMessage() != "bad_signature" {
 		t.Fatalf("HS256 signed with the RSA key: %v", resp.GetStatus())
+	}
+}
+
+// A cache hit compares the whole token: the cache's key is the token string itself (a
+// Go map compares its keys in full), where it was two 64-bit hashes of it. The key is
+// a copy, holding no request buffer.
+func TestTokenCacheKeyIsTheToken(t *testing.T) {
+	e := newTestEnv(t)
+	tok := e.ed.Token("alice", time.Minute, nil)
+	header := "Bearer " + tok
+	if d := e.a.Decide(header, time.Now()); !d.Allowed() {
+		t.Fatalf("fresh token: %v", d.Reason)
+	}
+	keys := e.a.cache.Keys()
+	if len(keys) != 1 || keys[0] != tok {
+		t.Fatalf("cache keys %.40q, want the token", keys)
+	}
+	if unsafe.StringData(keys[0]) == unsafe.StringData(header[len("Bearer "):]) {
+		t.Error("the cache key shares the request's memory")
+	}
+	if d := e.a.Decide("Bearer "+tamper(tok), time.Now()); d.Reason != ReasonBadSignature {
+		t.Fatalf("a token one byte away from a cached one: %v", d.Reason)
 	}
 }
 

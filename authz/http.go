@@ -3,7 +3,6 @@ package authz
 import (
 	"net/http"
 	"strconv"
-	"strings"
 )
 
 // HTTPServer is Envoy's HTTP ext_authz mode: Envoy forwards the request's method, path
@@ -30,15 +29,11 @@ func NewHTTPServer(a *Authorizer, subjectHeader string) *HTTPServer {
 // ServeHTTP answers one check, whatever the method and path.
 func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var header string
-	switch values := req.Header["Authorization"]; len(values) {
-	case 0:
-	case 1:
+	values := req.Header["Authorization"]
+	if len(values) == 1 {
 		header = values[0]
-	default:
-		// Two tokens: joined as Envoy joins repeated headers, which BearerToken refuses.
-		header = strings.Join(values, ",")
 	}
-	d := s.a.Check(header)
+	d := s.a.CheckHeaders(header, len(values)) // two or more: refused, whatever they hold
 	h := w.Header()
 	h["Cache-Control"] = noStore
 	if d.Allowed() {
