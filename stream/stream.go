@@ -17,9 +17,30 @@ import (
 type Settings struct {
 	Name             string        // default REVOCATIONS
 	SubjectPrefix    string        // default revocations
-	MaxTokenLifetime time.Duration // the stream's MaxAge; default 24h
+	MaxTokenLifetime time.Duration // the revocation window; MaxAge is this plus WindowMargin; default 24h
 	DuplicateWindow  time.Duration // default 2m
 	Replicas         int           // default 1; 3 on a NATS cluster
+	MaxMsgs          int64         // events kept at most; past it new events are refused; default DefaultMaxMsgs
+}
+
+// WindowMargin is kept beyond the longest token lifetime: a sidecar accepts a token up
+// to its --leeway (at most 5m) past exp, and needs the event that revokes it as long.
+const WindowMargin = 5 * time.Minute
+
+// DefaultMaxMsgs bounds the stream: four times the million revocations a day it is
+// built for, and what a replica keeps by default (sync.DefaultMaxEntries). A publisher
+// flooding it gets errors (the stream refuses new events, nothing acknowledged is
+// dropped) instead of every sidecar running out of memory.
+const DefaultMaxMsgs = 4_000_000
+
+// MinMaxAge is the shortest MaxAge that keeps every revocation of a token living up to
+// lifetime, accepted leeway past its exp: what a sidecar checks before it is ready.
+func MinMaxAge(lifetime, leeway time.Duration) time.Duration { return lifetime + leeway }
+
+// CoversWindow reports whether a stream keeping events for maxAge (0: for ever) keeps
+// every revocation of tokens living up to lifetime, accepted leeway past exp.
+func CoversWindow(maxAge, lifetime, leeway time.Duration) bool {
+	return maxAge == 0 || maxAge >= MinMaxAge(lifetime, leeway)
 }
 
 func (s Settings) withDefaults() Settings {
@@ -38,11 +59,17 @@ func (s Settings) withDefaults() Settings {
 	if s.Replicas <= 0 {
 		s.Replicas = 1
 	}
+	if s.MaxMsgs <= 0 {
+		s.MaxMsgs = DefaultMaxMsgs
+	}
 	return s
 }
 
 // Config returns the JetStream configuration for s. MaxAge keeps every event for as long
-// as a token it revokes can live, so a replica replayed from the stream misses nothing.
+// as a token it revokes can live, and a margin, so a replica replayed from the stream
+// misses nothing. When full (MaxMsgs) the stream refuses new events (DiscardNew): a
+// publisher sees the error and retries; DiscardOld would drop acknowledged
+// revocations of live tokens.
 func Config(s Settings) jetstream.StreamConfig {
 	s = s.withDefaults()
 	return jetstream.StreamConfig{
@@ -51,8 +78,9 @@ func Config(s Settings) jetstream.StreamConfig {
 		Subjects:    []string{s.SubjectPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      s.MaxTokenLifetime,
+		Discard:     jetstream.DiscardNew,
+		MaxMsgs:     s.MaxMsgs,
+		MaxAge:      s.MaxTokenLifetime + WindowMargin,
 		Duplicates:  s.DuplicateWindow,
 		MaxMsgSize:  2*event.MaxPayload + 1024, // headers count too: Nats-Msg-Id repeats the event_id
 		Replicas:    s.Replicas,

@@ -29,13 +29,14 @@ import (
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/stream"
 )
 
 // DefaultMaxEntries bounds a replica's live entries unless Options.MaxEntries says
 // otherwise: about 260 MB of RSS, inside the chart's 512 MiB limit, four times the
-// million entries the design is built for. The stream's own default message limit
-// (stream.DefaultMaxMsgs) is the same, so a flood is refused by the stream first.
-const DefaultMaxEntries = 4_000_000
+// million entries the design is built for. It is the stream's own default message
+// limit, so a flood is refused by the stream first.
+const DefaultMaxEntries = stream.DefaultMaxMsgs
 
 // Options configure a Replica.
 type Options struct {
@@ -387,8 +388,8 @@ func (r *Replica) caughtUp(f *follower, now time.Time) {
 // checkWindow flags a stream that forgets events before the tokens they revoke expire:
 // a replica started later would never see them.
 func (r *Replica) checkWindow(info *jetstream.StreamInfo) {
-	need := r.opts.MaxTokenLifetime + r.opts.Leeway
-	short := info.Config.MaxAge > 0 && info.Config.MaxAge < need
+	need := stream.MinMaxAge(r.opts.MaxTokenLifetime, r.opts.Leeway)
+	short := !stream.CoversWindow(info.Config.MaxAge, r.opts.MaxTokenLifetime, r.opts.Leeway)
 	if r.windowShort.Swap(short) != short {
 		if short {
 			r.log.Error("stream MaxAge is shorter than the revocation window: revocations would leave the stream while the tokens they revoke still live; not ready",

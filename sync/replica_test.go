@@ -33,13 +33,17 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // start runs a replica on its own reconnecting connection, as the sidecar does.
-func (f *fixture) start(t *testing.T) {
+func (f *fixture) start(t *testing.T) { f.startWith(t, Options{}) }
+
+// startWith is start with options; the fixture's registry is used.
+func (f *fixture) startWith(t *testing.T, opts Options) {
+	opts.Registerer = f.reg
 	nc, err := nats.Connect(f.srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	f.r, err = New(nc, f.set, Options{Registerer: f.reg})
+	f.r, err = New(nc, f.set, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,12 +129,12 @@ func TestStreamInitAndInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := st.CachedInfo().Config
-	if cfg.MaxAge != 12*time.Hour || cfg.Duplicates != 5*time.Minute || cfg.Storage != jetstream.FileStorage ||
+	if cfg.MaxAge != 12*time.Hour+stream.WindowMargin || cfg.Discard != jetstream.DiscardNew || cfg.MaxMsgs != stream.DefaultMaxMsgs || cfg.Duplicates != 5*time.Minute || cfg.Storage != jetstream.FileStorage ||
 		len(cfg.Subjects) != 1 || cfg.Subjects[0] != "revocations.>" || cfg.Replicas != 1 {
 		t.Fatalf("config %+v", cfg)
 	}
 	r = cli(t, "", "stream", "init", url).want(t, exitOK)
-	if !strings.Contains(r.stdout, "updated") || !strings.Contains(r.stdout, "max age 24h0m0s") {
+	if !strings.Contains(r.stdout, "updated") || !strings.Contains(r.stdout, "max age 24h5m0s") {
 		t.Errorf("second init said %q", r.stdout)
 	}
 
@@ -146,7 +146,7 @@ func TestStreamInitAndInfo(t *testing.T) {
 		cli(t, "", "revoke", "jti", fmt.Sprint("j", i), "--exp", "+1h", url).want(t, exitOK)
 	}
 	r = cli(t, "", "stream", "info", url).want(t, exitOK)
-	for _, s := range []string{"messages          3", "first sequence    1 at ", "last sequence     3 at ", "age  ", "max age           24h0m0s", "duplicate window  2m0s", "bytes  "} {
+	for _, s := range []string{"messages          3", "first sequence    1 at ", "last sequence     3 at ", "age  ", "max age           24h5m0s", "max messages      4000000 (discard new)", "duplicate window  2m0s", "bytes  "} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("info lacks %q:\n%s", s, r.stdout)
 		}
@@ -161,10 +161,16 @@ func TestStreamInitAndInfo(t *testing.T) {
 	}
 
 	cli(t, "", "stream", "info", url, "--stream", "NOPE").want(t, exitFailed)
+	// The stream keeps 24h5m: enough for 24h tokens, not for 25h ones.
+	r = cli(t, "", "stream", "info", url, "--max-token-lifetime", "25h").want(t, exitFailed)
+	if !strings.Contains(r.stderr, "less than the revocation window") {
+		t.Errorf("window check said %q", r.stderr)
+	}
 	for _, bad := range [][]string{
 		{"--duplicate-window", "1m"},
 		{"--replicas", "0"},
 		{"--max-token-lifetime", "0s"},
+		{"--max-msgs", "0"},
 		{"extra-arg"},
 	} {
 		cli(t, "", append([]string{"stream", "init", url}, bad...)...).want(t, exitUsage)

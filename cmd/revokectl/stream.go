@@ -20,9 +20,13 @@ var streamInitCmd = &command{
 	summary: "create the revocation stream, or update it to these settings",
 	help: `
 The stream keeps every revocation event for as long as a token it revokes can live
-(--max-token-lifetime, the stream's MaxAge), on file storage, with a duplicate window in
-which a retried event (same Nats-Msg-Id) is stored once. On a NATS cluster give it
---replicas 3. Running it again updates the stream; sidecars only read it.
+(its MaxAge is --max-token-lifetime plus 5m, which covers the sidecars' --leeway), on
+file storage, with a duplicate window in which a retried event (same Nats-Msg-Id) is
+stored once. It holds at most --max-msgs events: when full it refuses new ones (the
+publisher gets an error) rather than drop acknowledged revocations. On a NATS cluster
+give it --replicas 3. Running it again updates the stream; sidecars only read it, and
+refuse to be ready on a stream whose MaxAge is shorter than their own
+--max-token-lifetime plus --leeway.
 
 Examples:
   revokectl stream init
@@ -33,6 +37,7 @@ Examples:
 		fs.DurationVar(&s.MaxTokenLifetime, "max-token-lifetime", 24*time.Hour, "longest lifetime of a token, a `DURATION`: how long events are kept (the stream's MaxAge)")
 		fs.DurationVar(&s.DuplicateWindow, "duplicate-window", 2*time.Minute, "`DURATION` in which an event published twice (same Nats-Msg-Id) is stored once")
 		fs.IntVar(&s.Replicas, "replicas", 1, "`N` copies of the stream on a NATS cluster (1, 3 or 5)")
+		fs.Int64Var(&s.MaxMsgs, "max-msgs", stream.DefaultMaxMsgs, "`N` events kept at most; past it new events are refused (keep it at or below the sidecars' --max-entries)")
 		return func(e *env, c *conn, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])
@@ -46,6 +51,8 @@ Examples:
 				return usagef("--duplicate-window cannot exceed --max-token-lifetime")
 			case s.Replicas < 1 || s.Replicas > 5:
 				return usagef("--replicas must be 1 to 5")
+			case s.MaxMsgs <= 0:
+				return usagef("--max-msgs must be positive")
 			}
 			s.Name, s.SubjectPrefix = c.stream, c.subjectPrefix
 			nc, js, err := c.connect()
@@ -62,8 +69,8 @@ Examples:
 				return err
 			}
 			cfg := st.CachedInfo().Config
-			fmt.Fprintf(e.stdout, "stream %s %s: subjects %s, %s storage, max age %s, duplicate window %s, %d replica(s)\n",
-				cfg.Name, verb, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), cfg.MaxAge, cfg.Duplicates, cfg.Replicas)
+			fmt.Fprintf(e.stdout, "stream %s %s: subjects %s, %s storage, max age %s, duplicate window %s, at most %d events (new ones refused when full), %d replica(s)\n",
+				cfg.Name, verb, strings.Join(cfg.Subjects, ","), strings.ToLower(cfg.Storage.String()), cfg.MaxAge, cfg.Duplicates, cfg.MaxMsgs, cfg.Replicas)
 			return nil
 		}
 	},
@@ -72,14 +79,21 @@ Examples:
 var streamInfoCmd = &command{
 	path:    "stream info",
 	args:    "[flags]",
-	summary: "show the stream's messages, bytes, first and last sequence, and age",
+	summary: "show the stream's messages, bytes, first and last sequence, and age; check its revocation window",
 	help: `
+It also checks that the stream keeps events long enough for the sidecars' settings
+(MaxAge at least --max-token-lifetime plus --leeway): when it does not, it says so and
+exits with status 1, since sidecars refuse to be ready on such a stream.
+
 Examples:
   revokectl stream info
+  revokectl stream info --max-token-lifetime 12h
   revokectl stream info --json | jq .messages`,
 	nats: true,
 	setup: func(fs *flag.FlagSet) func(*env, *conn, []string) error {
 		asJSON := fs.Bool("json", false, "print JSON instead of a table")
+		lifetime := fs.Duration("max-token-lifetime", 24*time.Hour, "the sidecars' --max-token-lifetime, a `DURATION`")
+		leeway := fs.Duration("leeway", 10*time.Second, "the sidecars' --leeway, a `DURATION`")
 		return func(e *env, c *conn, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])
@@ -100,7 +114,14 @@ Examples:
 			if err != nil {
 				return err
 			}
-			return printStreamInfo(e, info, time.Now(), *asJSON)
+			if err := printStreamInfo(e, info, time.Now(), *asJSON); err != nil {
+				return err
+			}
+			if !stream.CoversWindow(info.Config.MaxAge, *lifetime, *leeway) {
+				return fmt.Errorf("stream %s keeps events for %s, less than the revocation window (%s tokens + %s leeway = %s): sidecars will not be ready; run revokectl stream init --max-token-lifetime %s",
+					info.Config.Name, info.Config.MaxAge, *lifetime, *leeway, stream.MinMaxAge(*lifetime, *leeway), *lifetime)
+			}
+			return nil
 		}
 	},
 }
@@ -116,6 +137,8 @@ type streamSummary struct {
 	LastTime        time.Time `json:"last_time"`
 	AgeSeconds      float64   `json:"age_seconds"` // age of the oldest event kept
 	MaxAge          string    `json:"max_age"`
+	MaxMsgs         int64     `json:"max_msgs"`
+	Discard         string    `json:"discard"`
 	DuplicateWindow string    `json:"duplicate_window"`
 	Replicas        int       `json:"replicas"`
 	Storage         string    `json:"storage"`
@@ -129,6 +152,7 @@ func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON b
 		FirstSeq: st.FirstSeq, FirstTime: st.FirstTime.UTC(),
 		LastSeq: st.LastSeq, LastTime: st.LastTime.UTC(),
 		MaxAge: info.Config.MaxAge.String(), DuplicateWindow: info.Config.Duplicates.String(),
+		MaxMsgs: info.Config.MaxMsgs, Discard: strings.ToLower(info.Config.Discard.String()),
 		Replicas: info.Config.Replicas, Storage: strings.ToLower(info.Config.Storage.String()),
 	}
 	if st.Msgs > 0 {
@@ -154,6 +178,7 @@ func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON b
 		fmt.Fprintf(tw, "age\t%s (oldest event kept)\n", roundAge(now.Sub(st.FirstTime)))
 	}
 	fmt.Fprintf(tw, "max age\t%s\n", s.MaxAge)
+	fmt.Fprintf(tw, "max messages\t%d (discard %s)\n", s.MaxMsgs, s.Discard)
 	fmt.Fprintf(tw, "duplicate window\t%s\n", s.DuplicateWindow)
 	fmt.Fprintf(tw, "storage\t%s, %d replica(s)\n", s.Storage, s.Replicas)
 	return tw.Flush()

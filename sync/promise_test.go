@@ -1,0 +1,224 @@
+package sync
+
+// Regression tests for the operations of issue 9 that broke the promise silently: each
+// fails on b85a661 and passes with the supervisor of replica.go.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/revoked-dev/revoked/internal/poll"
+	"github.com/revoked-dev/revoked/stream"
+)
+
+// fast makes the supervisor act within a test's patience.
+var fast = Options{CheckEvery: 100 * time.Millisecond, StallAfter: 600 * time.Millisecond, PurgeEvery: 200 * time.Millisecond}
+
+func (f *fixture) revoked(jti string) bool { return f.set.HasJTI(f.set.JTIKey("https://idp", jti)) }
+
+func (f *fixture) streamHandle(t *testing.T) jetstream.Stream {
+	t.Helper()
+	st, err := f.js.Stream(context.Background(), stream.Config(stream.Settings{}).Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (f *fixture) consumers(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for range f.streamHandle(t).ConsumerNames(context.Background()).Name() {
+		n++
+	}
+	return n
+}
+
+// Row 1: the stream is deleted and created again while a replica follows it. The new
+// stream's sequences start again at 1; a replica resuming at its old sequence + 1 would
+// never see its events, while staying ready.
+func TestStreamRecreatedIsReplayed(t *testing.T) {
+	f := newFixture(t)
+	for i := range 5 {
+		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("old-", i)), "")
+	}
+	f.startWith(t, fast)
+	poll.Until(t, 5*time.Second, "caught up", func() bool { return f.r.Ready() && f.r.LastSequence() == 5 })
+
+	ctx := context.Background()
+	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Ensure(ctx, f.js, stream.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	// Fewer events than before (sequence 1 and 2), then more than before: both must arrive.
+	f.publish(t, "revocations.jti", jtiEvent("new-1"), "")
+	f.publish(t, "revocations.jti", jtiEvent("new-2"), "")
+	poll.Until(t, 5*time.Second, "the new stream's events applied", func() bool { return f.revoked("new-1") && f.revoked("new-2") })
+	for i := range 10 {
+		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("later-", i)), "")
+	}
+	poll.Until(t, 5*time.Second, "ready and current on the new stream", func() bool {
+		return f.r.Ready() && f.r.LastSequence() == 12 && f.r.Staleness(time.Now()) == 0
+	})
+	for i := range 10 {
+		if !f.revoked(fmt.Sprint("later-", i)) {
+			t.Fatalf("later-%d not applied", i)
+		}
+	}
+	if !f.revoked("old-0") {
+		t.Fatal("entries of the old stream were dropped: revocation only grows")
+	}
+	if n := testutil.ToFloat64(f.r.resets); n != 1 {
+		t.Fatalf("revoked_sync_stream_resets_total = %v, want 1", n)
+	}
+}
+
+// Row 1, while the stream is gone: the replica says it no longer follows.
+func TestStreamDeletedIsStale(t *testing.T) {
+	f := newFixture(t)
+	f.startWith(t, fast)
+	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	if err := f.js.DeleteStream(context.Background(), "REVOCATIONS"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 5*time.Second, "staleness while the stream is gone", func() bool { return f.r.Staleness(time.Now()) > 300*time.Millisecond })
+}
+
+// Row 2: the last message is deleted (nats stream rmm), so the stream's last sequence
+// is ahead of its last message. A replica started afterwards must be ready and stay
+// current, without recreating its consumer over and over.
+func TestDeletedLastMessage(t *testing.T) {
+	f := newFixture(t)
+	for i := range 3 {
+		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("j-", i)), "")
+	}
+	if err := f.streamHandle(t).DeleteMsg(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	f.startWith(t, fast)
+	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	// Several StallAfter periods while idle.
+	for end := time.Now().Add(4 * fast.StallAfter); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if s := f.r.Staleness(time.Now()); s != 0 {
+			t.Fatalf("staleness %v while current with the stream", s)
+		}
+		if !f.r.Ready() {
+			t.Fatal("not ready while current with the stream")
+		}
+	}
+	if n := f.consumers(t); n != 1 {
+		t.Fatalf("%d consumers on the stream, want 1 (replaced consumers linger)", n)
+	}
+	f.publish(t, "revocations.jti", jtiEvent("after"), "")
+	poll.Until(t, 5*time.Second, "an event after the deleted one applied", func() bool { return f.revoked("after") })
+}
+
+// Row 10: an empty stream on which no consumer can be created. The replica must not
+// say it is ready (it follows nothing), and the failure counts as staleness.
+func TestEmptyStreamNeedsAConsumer(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cfg := stream.Config(stream.Settings{})
+	cfg.MaxConsumers = 1
+	st, err := f.js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "blocker", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	f.startWith(t, fast)
+	time.Sleep(time.Second)
+	if f.r.Ready() {
+		t.Fatal("ready without a consumer")
+	}
+	if s := f.r.Staleness(time.Now()); s < 500*time.Millisecond {
+		t.Fatalf("staleness %v while no consumer can be created", s)
+	}
+	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 5*time.Second, "ready once the consumer exists", func() bool { return f.r.Ready() && f.r.Staleness(time.Now()) == 0 })
+}
+
+// Row 9: a cutoff whose not_before lies far in the future would lock a user out for
+// ever on running replicas, but not on replicas started once the event has left the
+// stream. It is enforced from no later than the moment the stream stored it.
+func TestFarFutureCutoffIsBounded(t *testing.T) {
+	f := newFixture(t)
+	f.startWith(t, fast)
+	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	before := time.Now().Unix()
+	f.publish(t, "revocations.cutoff", `{"type":"cutoff","claim":"sub","value":"u1","not_before":4294967295,"iss":"https://idp"}`, "")
+	k := f.set.CutoffKey("https://idp", "sub", "u1")
+	poll.Until(t, 5*time.Second, "cutoff applied", func() bool { _, ok := f.set.Cutoff(k); return ok })
+	nb, _ := f.set.Cutoff(k)
+	if nb < before || nb > time.Now().Unix() {
+		t.Fatalf("not_before %d, want the store time (between %d and now)", nb, before)
+	}
+	if n := testutil.ToFloat64(f.r.clamped.WithLabelValues("not_before")); n != 1 {
+		t.Fatalf("clamped{not_before} = %v, want 1", n)
+	}
+}
+
+// Row 9: a flood of distinct events. The replica keeps at most MaxEntries, says it is
+// not ready (it can no longer deny every revoked token), counts what it dropped, and
+// once purging has made room replays the stream and is ready again.
+func TestReplicaFull(t *testing.T) {
+	f := newFixture(t)
+	opts := fast
+	opts.MaxEntries = 100
+	f.startWith(t, opts)
+	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	// 150 entries that expire in 2 s, then one that lives.
+	exp := time.Now().Add(2 * time.Second).Unix()
+	for i := range 150 {
+		f.publish(t, "revocations.jti", fmt.Sprintf(`{"type":"jti","jti":"flood-%d","exp":%d,"iss":"https://idp"}`, i, exp), "")
+	}
+	poll.Until(t, 5*time.Second, "replica full, not ready", func() bool { return !f.r.Ready() && f.r.LastSequence() == 150 })
+	if got := rejectedCount(f, "replica_full"); got != 50 {
+		t.Fatalf("rejected{replica_full} = %v, want 50", got)
+	}
+	if !strings.Contains(f.r.NotReadyReason(), "full") {
+		t.Fatalf("NotReadyReason %q", f.r.NotReadyReason())
+	}
+	f.publish(t, "revocations.jti", jtiEvent("keeper"), "")
+	// The flood expires and is purged; the replay finds "keeper", dropped while full.
+	poll.Until(t, 10*time.Second, "ready again with the dropped entry", func() bool { return f.r.Ready() && f.revoked("keeper") })
+	if n := testutil.ToFloat64(f.r.resets); n != 1 {
+		t.Fatalf("resets = %v, want 1", n)
+	}
+}
+
+func rejectedCount(f *fixture, reason string) float64 {
+	return testutil.ToFloat64(f.r.rejected.WithLabelValues(reason))
+}
+
+// A stream keeping events for less than a token lives: replicas started later would
+// miss revocations of live tokens. Not ready until the stream is fixed.
+func TestStreamWindowTooShort(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cfg := stream.Config(stream.Settings{})
+	cfg.MaxAge = time.Hour
+	if _, err := f.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.startWith(t, fast) // MaxTokenLifetime 24h
+	time.Sleep(500 * time.Millisecond)
+	if f.r.Ready() || !strings.Contains(f.r.NotReadyReason(), "MaxAge") {
+		t.Fatalf("ready=%v (%q) with a 1h stream and 24h tokens", f.r.Ready(), f.r.NotReadyReason())
+	}
+	if _, err := stream.Ensure(ctx, f.js, stream.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 5*time.Second, "ready once the stream keeps events long enough", f.r.Ready)
+}
