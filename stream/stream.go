@@ -24,8 +24,14 @@ type Settings struct {
 }
 
 // WindowMargin is kept beyond the longest token lifetime: a sidecar accepts a token up
-// to its --leeway (at most 5m) past exp, and needs the event that revokes it as long.
-const WindowMargin = 5 * time.Minute
+// to its --leeway (at most 5m) past exp, and a cutoff may reach CutoffAhead past the
+// moment it was stored; the event that revokes a token is needed that long.
+const WindowMargin = 10 * time.Minute
+
+// CutoffAhead is how far past the moment the stream stored it a cutoff's not_before
+// is honoured: publishers write now+1 to include tokens issued in the current second,
+// and their clocks drift. Later not_befores are bounded to it (see sync).
+const CutoffAhead = time.Minute
 
 // DefaultMaxMsgs bounds the stream: four times the million revocations a day it is
 // built for, and what a replica keeps by default (sync.DefaultMaxEntries). A publisher
@@ -34,8 +40,11 @@ const WindowMargin = 5 * time.Minute
 const DefaultMaxMsgs = 4_000_000
 
 // MinMaxAge is the shortest MaxAge that keeps every revocation of a token living up to
-// lifetime, accepted leeway past its exp: what a sidecar checks before it is ready.
-func MinMaxAge(lifetime, leeway time.Duration) time.Duration { return lifetime + leeway }
+// lifetime, accepted leeway past its exp, issued up to CutoffAhead after a cutoff was
+// stored: what a sidecar checks before it is ready.
+func MinMaxAge(lifetime, leeway time.Duration) time.Duration {
+	return lifetime + leeway + CutoffAhead
+}
 
 // CoversWindow reports whether a stream keeping events for maxAge (0: for ever) keeps
 // every revocation of tokens living up to lifetime, accepted leeway past exp.

@@ -84,6 +84,7 @@ type Replica struct {
 	created time.Time // the incarnation of the stream being followed
 	cur     *follower
 	epoch   atomic.Uint64 // the current follower's; messages of older ones are ignored
+	retired gosync.WaitGroup
 
 	applied, rejected, clamped, purged *prometheus.CounterVec
 	// appliedJTI and appliedCutoff are applied's two series, resolved once: a replay
@@ -96,7 +97,8 @@ type Replica struct {
 type follower struct {
 	cons     jetstream.Consumer
 	cc       jetstream.ConsumeContext
-	handled  atomic.Uint64 // messages this follower handled
+	name     atomic.Pointer[string] // the server-side consumer's name, as last seen
+	handled  atomic.Uint64          // messages this follower handled
 	seen     uint64        // handled at the last check
 	progress time.Time     // when handled last moved (or the follower started)
 	infoOK   time.Time     // when its consumer info was last read
@@ -262,6 +264,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	// the sequence after it (see snapshot.go).
 	r.loadSnapshot(ctx, info)
 	r.follow(ctx, r.lastSeq.Load()+1)
+	defer r.retired.Wait()
 	defer func() { r.unfollow() }()
 
 	purge := time.NewTicker(r.opts.PurgeEvery)
@@ -351,7 +354,7 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		r.caughtUp(f, now) // nothing can be pending
 		return
 	}
-	ci, err := f.cons.Info(c)
+	ci, err := r.consumerInfo(c, f)
 	if err != nil {
 		// The ordered consumer recreates itself after a gap; one that cannot has
 		// given up, or waits for a server that is gone.
@@ -374,6 +377,20 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 	if now.Sub(f.progress) >= r.opts.StallAfter {
 		r.replace(ctx, f, now, "consumer stalled", fmt.Errorf("%d events pending, none applied for %s", ci.NumPending, now.Sub(f.progress).Round(time.Second)))
 	}
+}
+
+// consumerInfo reads the follower's consumer info by name, not through the ordered
+// consumer, whose methods wait while it recreates itself (seconds, with retries).
+func (r *Replica) consumerInfo(ctx context.Context, f *follower) (*jetstream.ConsumerInfo, error) {
+	name := f.name.Load()
+	if name == nil {
+		return nil, jetstream.ErrConsumerNotFound
+	}
+	cons, err := r.js.Consumer(ctx, r.opts.Stream, *name)
+	if err != nil {
+		return nil, err
+	}
+	return cons.CachedInfo(), nil
 }
 
 // caughtUp records that the replica has applied everything the stream holds.
@@ -413,6 +430,8 @@ func (r *Replica) follow(ctx context.Context, start uint64) {
 		// Its own resets are bounded, so that a reset cannot block for ever (nor
 		// block Stop, which waits for it); check catches a consumer that gave up.
 		MaxResetAttempts: 3,
+		// A consumer the replica lost track of goes away soon on its own.
+		InactiveThreshold: time.Minute,
 	}
 	if start > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
@@ -442,11 +461,16 @@ func (r *Replica) follow(ctx context.Context, start uint64) {
 		fail(fmt.Errorf("consume %s: %w", r.opts.Stream, err))
 		return
 	}
+	if ci := cons.CachedInfo(); ci != nil {
+		f.name.Store(&ci.Name)
+	}
 	r.cur = f
 }
 
 // unfollow stops the current consumer and deletes it on the server, so that replaced
-// consumers do not linger there until their inactivity threshold.
+// consumers do not linger there. Its messages are ignored from now on; stopping it
+// waits for a reset it may be in (seconds), so that happens aside, and Run waits for it
+// only when it returns.
 func (r *Replica) unfollow() {
 	f := r.cur
 	if f == nil {
@@ -454,12 +478,14 @@ func (r *Replica) unfollow() {
 	}
 	r.cur = nil
 	r.epoch.Add(1)
-	f.cc.Stop()
-	if info := f.cons.CachedInfo(); info != nil && r.nc.IsConnected() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = r.js.DeleteConsumer(ctx, r.opts.Stream, info.Name)
-	}
+	r.retired.Go(func() {
+		f.cc.Stop()
+		if name := f.name.Load(); name != nil && r.nc.IsConnected() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = r.js.DeleteConsumer(ctx, r.opts.Stream, *name)
+		}
+	})
 }
 
 // replace swaps a consumer that stopped delivering for a new one from the next
@@ -534,6 +560,9 @@ func (r *Replica) handle(msg jetstream.Msg, f *follower, epoch uint64) {
 		return
 	}
 	seq := meta.Sequence.Stream
+	if name := f.name.Load(); name == nil || *name != meta.Consumer {
+		f.name.Store(&meta.Consumer) // the ordered consumer recreated itself
+	}
 	r.Apply(msg.Data(), seq, meta.Timestamp, r.now())
 	f.handled.Add(1)
 	// An ordered consumer delivers in order: never go back.
@@ -564,7 +593,7 @@ func (r *Replica) Apply(payload []byte, seq uint64, stored, now time.Time) {
 	if ev.Type == event.TypeCutoff {
 		if nb := EffectiveNotBefore(ev.NotBefore, stored); nb != ev.NotBefore {
 			r.clamped.WithLabelValues("not_before").Inc()
-			r.log.Warn("cutoff not_before later than the stream stored the event; bounded to that moment",
+			r.log.Warn("cutoff not_before far later than the stream stored the event; bounded",
 				"sequence", seq, "not_before", ev.NotBefore, "stored", stored.Unix())
 			ev.NotBefore = nb
 		}
@@ -578,14 +607,15 @@ func (r *Replica) Apply(payload []byte, seq uint64, stored, now time.Time) {
 }
 
 // EffectiveNotBefore is the not_before a cutoff stored by the stream at stored is
-// enforced with: never later than that moment. A cutoff in the future would revoke
-// tokens issued after it was published, which a replica started once the event has
-// left the stream (MaxAge after stored) could not know of: running and new replicas
-// would disagree. Snapshots record cutoffs bounded the same way. A zero stored leaves
-// not_before as it is.
+// enforced with: never later than stream.CutoffAhead past that moment. A cutoff far in
+// the future would revoke tokens issued long after it was published, which a replica
+// started once the event has left the stream (MaxAge after stored) could not know of:
+// running and new replicas would disagree, and a user would be locked out for ever on
+// some pods. The stream's MaxAge covers the CutoffAhead. Snapshots record cutoffs
+// bounded the same way. A zero stored leaves not_before as it is.
 func EffectiveNotBefore(notBefore int64, stored time.Time) int64 {
-	if !stored.IsZero() && notBefore > stored.Unix() {
-		return stored.Unix()
+	if limit := stored.Add(stream.CutoffAhead).Unix(); !stored.IsZero() && notBefore > limit {
+		return limit
 	}
 	return notBefore
 }

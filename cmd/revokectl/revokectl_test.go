@@ -134,7 +134,7 @@ func TestStreamInitAndInfo(t *testing.T) {
 		t.Fatalf("config %+v", cfg)
 	}
 	r = cli(t, "", "stream", "init", url).want(t, exitOK)
-	if !strings.Contains(r.stdout, "updated") || !strings.Contains(r.stdout, "max age 24h5m0s") {
+	if !strings.Contains(r.stdout, "updated") || !strings.Contains(r.stdout, "max age 24h10m0s") {
 		t.Errorf("second init said %q", r.stdout)
 	}
 
@@ -146,7 +146,7 @@ func TestStreamInitAndInfo(t *testing.T) {
 		cli(t, "", "revoke", "jti", fmt.Sprint("j", i), "--exp", "+1h", url).want(t, exitOK)
 	}
 	r = cli(t, "", "stream", "info", url).want(t, exitOK)
-	for _, s := range []string{"messages          3", "first sequence    1 at ", "last sequence     3 at ", "age  ", "max age           24h5m0s", "max messages      4000000 (discard new)", "duplicate window  2m0s", "bytes  "} {
+	for _, s := range []string{"messages          3", "first sequence    1 at ", "last sequence     3 at ", "age  ", "max age           24h10m0s", "max messages      4000000 (discard new)", "duplicate window  2m0s", "bytes  "} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("info lacks %q:\n%s", s, r.stdout)
 		}
@@ -161,7 +161,7 @@ func TestStreamInitAndInfo(t *testing.T) {
 	}
 
 	cli(t, "", "stream", "info", url, "--stream", "NOPE").want(t, exitFailed)
-	// The stream keeps 24h5m: enough for 24h tokens, not for 25h ones.
+	// The stream keeps 24h10m: enough for 24h tokens, not for 25h ones.
 	r = cli(t, "", "stream", "info", url, "--max-token-lifetime", "25h").want(t, exitFailed)
 	if !strings.Contains(r.stderr, "less than the revocation window") {
 		t.Errorf("window check said %q", r.stderr)

@@ -20,7 +20,7 @@ var streamInitCmd = &command{
 	summary: "create the revocation stream, or update it to these settings",
 	help: `
 The stream keeps every revocation event for as long as a token it revokes can live
-(its MaxAge is --max-token-lifetime plus 5m, which covers the sidecars' --leeway), on
+(its MaxAge is --max-token-lifetime plus 10m, which covers the sidecars' --leeway), on
 file storage, with a duplicate window in which a retried event (same Nats-Msg-Id) is
 stored once. It holds at most --max-msgs events: when full it refuses new ones (the
 publisher gets an error) rather than drop acknowledged revocations. On a NATS cluster
@@ -152,8 +152,11 @@ func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON b
 		FirstSeq: st.FirstSeq, FirstTime: st.FirstTime.UTC(),
 		LastSeq: st.LastSeq, LastTime: st.LastTime.UTC(),
 		MaxAge: info.Config.MaxAge.String(), DuplicateWindow: info.Config.Duplicates.String(),
-		MaxMsgs: info.Config.MaxMsgs, Discard: strings.ToLower(info.Config.Discard.String()),
+		MaxMsgs: info.Config.MaxMsgs, Discard: "old",
 		Replicas: info.Config.Replicas, Storage: strings.ToLower(info.Config.Storage.String()),
+	}
+	if info.Config.Discard == jetstream.DiscardNew {
+		s.Discard = "new"
 	}
 	if st.Msgs > 0 {
 		s.AgeSeconds = now.Sub(st.FirstTime).Seconds()

@@ -227,7 +227,7 @@ func TestSecurityRestrictedNATSUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := info.CachedInfo(); st.State.Msgs != 2 || st.Config.MaxAge != 24*time.Hour {
+	if st := info.CachedInfo(); st.State.Msgs != 2 || st.Config.MaxAge != stream.Config(stream.Settings{}).MaxAge {
 		t.Errorf("stream touched: %d messages, MaxAge %s", st.State.Msgs, st.Config.MaxAge)
 	}
 
