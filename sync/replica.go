@@ -99,9 +99,9 @@ type follower struct {
 	cc       jetstream.ConsumeContext
 	name     atomic.Pointer[string] // the server-side consumer's name, as last seen
 	handled  atomic.Uint64          // messages this follower handled
-	seen     uint64        // handled at the last check
-	progress time.Time     // when handled last moved (or the follower started)
-	infoOK   time.Time     // when its consumer info was last read
+	seen     uint64                 // handled at the last check
+	progress time.Time              // when handled last moved (or the follower started)
+	infoOK   time.Time              // when its consumer info was last read
 }
 
 // New returns a Replica that will apply the stream's events to set.
