@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/revoked-dev/revoked/internal/poll"
 	"github.com/revoked-dev/revoked/stream"
@@ -222,4 +223,44 @@ func TestStreamWindowTooShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll.Until(t, 5*time.Second, "ready once the stream keeps events long enough", f.r.Ready)
+}
+
+// Propagation is measured for events applied live, never for the replay at start.
+func TestPropagationMetric(t *testing.T) {
+	f := newFixture(t)
+	for i := range 5 {
+		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("replayed-", i)), "")
+	}
+	f.startWith(t, fast)
+	poll.Until(t, 5*time.Second, "ready", func() bool { return f.r.Ready() && f.r.LastSequence() == 5 })
+	for i := range 3 {
+		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("live-", i)), "")
+	}
+	poll.Until(t, 5*time.Second, "live events applied", func() bool { return f.r.LastSequence() == 8 })
+	if n := testutil.CollectAndCount(f.r.propagation); n != 1 {
+		t.Fatalf("%d propagation series", n)
+	}
+	var m dto.Metric
+	if err := f.r.propagation.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetHistogram().GetSampleCount(); got != 3 {
+		t.Fatalf("propagation observed %d events, want the 3 live ones", got)
+	}
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "revoked_sync_lag_messages" {
+			found = true
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 0 {
+				t.Fatalf("lag %v once caught up", v)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("revoked_sync_lag_messages not registered")
+	}
 }

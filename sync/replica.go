@@ -91,6 +91,8 @@ type Replica struct {
 	// applies every event of the stream, and a label lookup per event shows.
 	appliedJTI, appliedCutoff prometheus.Counter
 	resets                    prometheus.Counter
+	propagation               prometheus.Histogram
+	pending                   atomic.Uint64 // the consumer's pending count at the last message or check
 }
 
 // follower is one ordered consumer and what the supervisor knows of it.
@@ -157,6 +159,12 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	r.resets = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "revoked_sync_stream_resets_total", Help: "Times the stream was found replaced (deleted and created again, or restored to an older state) or the replica had overflowed, and was replayed from its start.",
 	})
+	r.propagation = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "revoked_sync_propagation_seconds",
+		Help: "For each event applied live (not while replaying), the time from the stream storing it to the replica applying it. Compares the NATS server's clock with this host's: skew shows as an offset.",
+		// 1 ms to 10 s.
+		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
 	r.appliedJTI = r.applied.WithLabelValues(event.TypeJTI)
 	r.appliedCutoff = r.applied.WithLabelValues(event.TypeCutoff)
 	for _, reason := range []string{"malformed", "too_large", "unknown_type", "invalid", "expired", "replica_full"} {
@@ -165,7 +173,10 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	for _, field := range []string{"exp", "not_before"} {
 		r.clamped.WithLabelValues(field)
 	}
-	opts.Registerer.MustRegister(r.applied, r.rejected, r.clamped, r.purged, r.resets,
+	opts.Registerer.MustRegister(r.applied, r.rejected, r.clamped, r.purged, r.resets, r.propagation,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "revoked_sync_lag_messages", Help: "Events in the stream the replica has not applied yet, from its consumer's pending count.",
+		}, func() float64 { return float64(r.pending.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "revoked_sync_last_sequence", Help: "Last stream sequence applied to the replica.",
 		}, func() float64 { return float64(r.lastSeq.Load()) }),
@@ -368,6 +379,7 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 	if handled != f.seen {
 		f.seen, f.progress = handled, now
 	}
+	r.pending.Store(ci.NumPending)
 	if ci.NumPending == 0 && ci.Delivered.Consumer <= handled {
 		// Judged by the consumer, not by the stream's last sequence: a deleted last
 		// message leaves the stream's last sequence ahead of every message there is.
@@ -396,6 +408,7 @@ func (r *Replica) consumerInfo(ctx context.Context, f *follower) (*jetstream.Con
 // caughtUp records that the replica has applied everything the stream holds.
 func (r *Replica) caughtUp(f *follower, now time.Time) {
 	f.progress = now
+	r.pending.Store(0)
 	r.markReady()
 	if r.staleSince.Swap(0) != 0 {
 		r.log.Info("replica follows the stream again", "last_sequence", r.lastSeq.Load())
@@ -563,8 +576,14 @@ func (r *Replica) handle(msg jetstream.Msg, f *follower, epoch uint64) {
 	if name := f.name.Load(); name == nil || *name != meta.Consumer {
 		f.name.Store(&meta.Consumer) // the ordered consumer recreated itself
 	}
-	r.Apply(msg.Data(), seq, meta.Timestamp, r.now())
+	now := r.now()
+	live := r.ready.Load()
+	r.Apply(msg.Data(), seq, meta.Timestamp, now)
 	f.handled.Add(1)
+	r.pending.Store(meta.NumPending)
+	if live {
+		r.propagation.Observe(max(now.Sub(meta.Timestamp), 0).Seconds())
+	}
 	// An ordered consumer delivers in order: never go back.
 	for last := r.lastSeq.Load(); seq > last; last = r.lastSeq.Load() {
 		if r.lastSeq.CompareAndSwap(last, seq) {
