@@ -264,3 +264,34 @@ func TestPropagationMetric(t *testing.T) {
 		t.Fatal("revoked_sync_lag_messages not registered")
 	}
 }
+
+// A replica may follow a mirror of the stream (a region's copy): while the mirror has
+// lost its origin, the replica is stale, as with a lost NATS connection.
+func TestMirrorCutOffIsStale(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: "REGION", Storage: jetstream.FileStorage, MaxAge: stream.Config(stream.Settings{}).MaxAge,
+		Mirror: &jetstream.StreamSource{Name: "REVOCATIONS"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, "revocations.jti", jtiEvent("before"), "")
+	opts := fast
+	opts.Stream = "REGION"
+	f.startWith(t, opts)
+	poll.Until(t, 5*time.Second, "the mirrored event applied", func() bool { return f.r.Ready() && f.revoked("before") })
+	f.publish(t, "revocations.jti", jtiEvent("live"), "")
+	poll.Until(t, 5*time.Second, "a live event through the mirror", func() bool { return f.revoked("live") })
+	if s := f.r.Staleness(time.Now()); s != 0 {
+		t.Fatalf("staleness %v while the mirror follows", s)
+	}
+	// The origin goes away: the mirror hears nothing more.
+	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 15*time.Second, "stale while the mirror is cut off", func() bool { return f.r.Staleness(time.Now()) > 0 })
+	if !f.r.Ready() {
+		t.Fatal("a replica of a cut-off mirror keeps what it has: ready, and stale")
+	}
+}

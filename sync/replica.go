@@ -82,6 +82,7 @@ type Replica struct {
 	// Owned by Run's goroutine.
 	stream  jetstream.Stream
 	created time.Time // the incarnation of the stream being followed
+	cutOff  bool      // the stream is a mirror that has lost its origin
 	cur     *follower
 	epoch   atomic.Uint64 // the current follower's; messages of older ones are ignored
 	retired gosync.WaitGroup
@@ -344,6 +345,7 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		return
 	}
 	r.checkWindow(info)
+	r.checkMirror(info, now)
 	if !info.Created.Equal(r.created) || info.State.LastSeq < r.lastSeq.Load() {
 		// Deleted and created again, or restored from an older backup: the new
 		// stream's sequences are not the ones applied. Keep the set (revocations only
@@ -410,8 +412,38 @@ func (r *Replica) caughtUp(f *follower, now time.Time) {
 	f.progress = now
 	r.pending.Store(0)
 	r.markReady()
+	if r.cutOff {
+		return // caught up with a mirror that no longer follows its origin
+	}
 	if r.staleSince.Swap(0) != 0 {
 		r.log.Info("replica follows the stream again", "last_sequence", r.lastSeq.Load())
+	}
+}
+
+// mirrorSilence is how long a mirror may go without hearing from its origin (the
+// server sends a heartbeat every second) before the replica counts itself stale.
+const mirrorSilence = 5 * time.Second
+
+// checkMirror makes a replica of a mirror stale while the mirror has lost contact
+// with its origin (CONTRACT section 3): events acknowledged by the origin do not reach
+// it.
+func (r *Replica) checkMirror(info *jetstream.StreamInfo, now time.Time) {
+	m := info.Mirror
+	cut := m != nil && (m.Active < 0 || m.Active > mirrorSilence)
+	if cut {
+		since := now
+		if m.Active > 0 {
+			since = now.Add(-m.Active)
+		}
+		r.markStale(since)
+	}
+	if cut != r.cutOff {
+		r.cutOff = cut
+		if cut {
+			r.log.Error("the stream is a mirror cut off from its origin; stale", "stream", r.opts.Stream, "origin", m.Name, "silent_for", m.Active.String())
+		} else {
+			r.log.Info("the mirror hears from its origin again", "stream", r.opts.Stream)
+		}
 	}
 }
 
