@@ -264,10 +264,11 @@ func retryFirstFetch(ctx context.Context, url string, opts jwkset.HTTPClientStor
 // key it held is gone or changed.
 type keyStore struct {
 	*jwkset.MemoryJWKSet
-	gen    *atomic.Uint64
-	log    *slog.Logger
-	mu     sync.Mutex
-	prints map[[sha256.Size]byte]bool // fingerprints of the keys held
+	gen     *atomic.Uint64
+	log     *slog.Logger
+	mu      sync.Mutex
+	prints  map[[sha256.Size]byte]bool // fingerprints of the keys held
+	ignored map[string]bool            // kids of keys not for signatures, logged once
 }
 
 func (s *keyStore) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
@@ -324,12 +325,19 @@ func (s *keyStore) hasKeys(ctx context.Context) bool {
 	return err == nil && len(all) > 0
 }
 
-// verifying drops (and logs) the keys that may not verify signatures.
+// verifying drops the keys that may not verify signatures, logging each kid once
+// (IdPs such as Keycloak publish an encryption key beside their signing keys).
 func (s *keyStore) verifying(keys []jwkset.JWK) []jwkset.JWK {
 	out := make([]jwkset.JWK, 0, len(keys))
 	for _, jwk := range keys {
 		if m := jwk.Marshal(); !verifies(m) {
-			s.log.Warn("jwks key not for signatures; ignored", "kid", m.KID, "use", m.USE, "key_ops", m.KEYOPS)
+			if !s.ignored[m.KID] && len(s.ignored) < 64 {
+				if s.ignored == nil {
+					s.ignored = make(map[string]bool)
+				}
+				s.ignored[m.KID] = true
+				s.log.Info("jwks key not for signatures; ignored", "kid", m.KID, "use", m.USE, "key_ops", m.KEYOPS)
+			}
 			continue
 		}
 		out = append(out, jwk)
