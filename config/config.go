@@ -43,6 +43,9 @@ type Sidecar struct {
 	// SnapshotBucket is an Object Store bucket whose snapshot of the stream (written
 	// by revokectl snapshot) is loaded before replaying the rest: a fast cold start.
 	SnapshotBucket string // --snapshot-bucket
+	// SnapshotPublicKey is a file with the Ed25519 public keys (PKIX PEM) a snapshot
+	// must be signed with; required with SnapshotBucket.
+	SnapshotPublicKey string // --snapshot-public-key
 
 	JWKSFile        string        // --jwks-file
 	JWKSURL         string        // --jwks-url
@@ -74,6 +77,7 @@ func (c *Sidecar) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Stream, "stream", event.DefaultStream, "JetStream stream to replay and follow")
 	fs.StringVar(&c.SubjectPrefix, "subject-prefix", event.DefaultSubjectPrefix, "subject prefix of revocation events")
 	fs.StringVar(&c.SnapshotBucket, "snapshot-bucket", "", "NATS Object Store bucket holding a snapshot of the stream (revokectl snapshot), loaded before replaying the events after it; empty replays the whole stream")
+	fs.StringVar(&c.SnapshotPublicKey, "snapshot-public-key", "", "file with the Ed25519 public key (PKIX PEM; several for a rotation) the snapshot must be signed with; required with --snapshot-bucket")
 	fs.StringVar(&c.JWKSFile, "jwks-file", "", "file with the issuer's JWKS (reloaded when it changes)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "URL of the issuer's JWKS")
 	fs.DurationVar(&c.JWKSRefresh, "jwks-refresh", time.Hour, "how often the JWKS is fetched again (an unknown kid also triggers a rate-limited fetch)")
@@ -134,6 +138,12 @@ func (c *Sidecar) Validate() error {
 	}
 	if c.JWKSFile != "" && c.JWKSURL != "" {
 		errs = append(errs, errors.New("--jwks-file and --jwks-url exclude each other"))
+	}
+	if c.SnapshotBucket != "" && c.SnapshotPublicKey == "" {
+		errs = append(errs, errors.New("--snapshot-bucket needs --snapshot-public-key: without the snapshot job's public key the sidecar would trust any snapshot written to the bucket, and anyone who can write there could make it skip every revocation"))
+	}
+	if c.SnapshotPublicKey != "" && c.SnapshotBucket == "" {
+		errs = append(errs, errors.New("--snapshot-public-key without --snapshot-bucket: no snapshot would be loaded"))
 	}
 	if c.StalePolicy != StaleServe && c.StalePolicy != StaleDeny {
 		errs = append(errs, fmt.Errorf("--stale-policy must be serve or deny, not %q", c.StalePolicy))

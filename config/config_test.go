@@ -64,3 +64,22 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 }
+
+// Snapshots are signed: a bucket without the key to check them is refused, saying why.
+func TestSnapshotNeedsPublicKey(t *testing.T) {
+	_, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-bucket", "b"})
+	if err == nil || !strings.Contains(err.Error(), "--snapshot-bucket needs --snapshot-public-key") || !strings.Contains(err.Error(), "skip every revocation") {
+		t.Fatalf("bucket without a key: %v", err)
+	}
+	if _, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-public-key", "k.pub"}); err == nil {
+		t.Fatal("a public key without a bucket accepted")
+	}
+	c, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-bucket", "b", "--snapshot-public-key", "k.pub"})
+	if err != nil || c.SnapshotPublicKey != "k.pub" {
+		t.Fatalf("bucket and key: %v", err)
+	}
+	t.Setenv("REVOKED_SNAPSHOT_PUBLIC_KEY", "env.pub")
+	if c, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-bucket", "b"}); err != nil || c.SnapshotPublicKey != "env.pub" {
+		t.Fatalf("REVOKED_SNAPSHOT_PUBLIC_KEY: %v", err)
+	}
+}

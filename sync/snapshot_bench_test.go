@@ -1,8 +1,11 @@
 package sync
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,8 +47,14 @@ func snapCutoff(value string, nb int64) string {
 	return fmt.Sprintf(`{"type":"cutoff","claim":"sub","value":%q,"not_before":%d}`, value, nb)
 }
 
-// snapReplica runs a replica with the snapshot bucket until ready and returns it; it
-// stops when the test ends.
+// testSnapKey signs the tests' snapshots; replicas trust testSnapPub.
+var (
+	testSnapKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	testSnapPub = testSnapKey.Public().(ed25519.PublicKey)
+)
+
+// snapReplica runs a replica with the snapshot bucket, trusting testSnapPub, until ready
+// and returns it; it stops when the test ends.
 func snapReplica(t testing.TB, ns *testnats.Server, bucket string) (*Replica, *blocklist.Set, *prometheus.Registry) {
 	t.Helper()
 	r, set, reg, stop := startSnapReplica(t, ns, bucket)
@@ -55,11 +64,22 @@ func snapReplica(t testing.TB, ns *testnats.Server, bucket string) (*Replica, *b
 
 func startSnapReplica(t testing.TB, ns *testnats.Server, bucket string) (*Replica, *blocklist.Set, *prometheus.Registry, func()) {
 	t.Helper()
+	return startReplicaWith(t, ns, Options{SnapshotBucket: bucket}, testSnapPub)
+}
+
+// startReplicaWith runs a replica with opts (a fresh registry unless opts has one) and
+// the trusted snapshot keys until it is first caught up.
+func startReplicaWith(t testing.TB, ns *testnats.Server, opts Options, keys ...ed25519.PublicKey) (*Replica, *blocklist.Set, *prometheus.Registry, func()) {
+	t.Helper()
 	set, reg := blocklist.New(), prometheus.NewRegistry()
-	r, err := New(ns.Connect(nats.MaxReconnects(-1)), set, Options{Registerer: reg, SnapshotBucket: bucket})
+	if opts.Registerer == nil {
+		opts.Registerer = reg
+	}
+	r, err := New(ns.Connect(nats.MaxReconnects(-1)), set, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.SetSnapshotPublicKeys(keys...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
@@ -82,6 +102,14 @@ func snapWait(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// snapLoads is revoked_snapshot_loads_total{result}.
+func snapLoads(r *Replica, result string) float64 {
+	return testutil.ToFloat64(r.snapshotLoads().WithLabelValues(result))
+}
+
+// A snapshot holds every event before it, even those already past use when it is built
+// (the replica that loads it decides); the replica loads it, then replays only the
+// events after it.
 func TestSnapshotNoLoss(t *testing.T) {
 	ns := testnats.Start(t)
 	js := ns.CreateStream(stream.Settings{})
@@ -93,7 +121,7 @@ func TestSnapshotNoLoss(t *testing.T) {
 		before = append(before, snapJTI(fmt.Sprint("before-", i)))
 	}
 	before = append(before, snapCutoff("user-1", now.Unix()-60), snapCutoff("user-1", now.Unix()-10))
-	// Already past use when the snapshot is built: left out.
+	// Already past use when the snapshot is built: kept in it, skipped by the replica.
 	before = append(before, fmt.Sprintf(`{"type":"jti","jti":"gone","exp":%d}`, now.Unix()-3600))
 	seq := snapPublish(t, js, before...)
 
@@ -101,10 +129,22 @@ func TestSnapshotNoLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap.Sequence != seq || len(snap.JTI) != 200 || len(snap.Cutoffs) != 1 || snap.Cutoffs[0].NotBefore != now.Unix()-10 {
-		t.Fatalf("snapshot: sequence %d (want %d), %d jti (want 200), cutoffs %+v", snap.Sequence, seq, len(snap.JTI), snap.Cutoffs)
+	if snap.Sequence != seq || len(snap.JTI) != 201 || len(snap.Cutoffs) != 1 || snap.Cutoffs[0].NotBefore != now.Unix()-10 {
+		t.Fatalf("snapshot: sequence %d (want %d), %d jti (want 201), cutoffs %+v", snap.Sequence, seq, len(snap.JTI), snap.Cutoffs)
 	}
-	if err := WriteSnapshot(ctx, js, "REVOKED_SNAPSHOTS", snap); err != nil {
+	if snap.Events != seq || snap.Skipped != 0 || snap.Subjects != "revocations.>" || !snap.BuiltAt.Equal(now) {
+		t.Fatalf("snapshot header: %d events, %d skipped, subjects %q, built at %v", snap.Events, snap.Skipped, snap.Subjects, snap.BuiltAt)
+	}
+	if err := WriteSnapshot(ctx, js, "REVOKED_SNAPSHOTS", snap, testSnapKey); err != nil {
+		t.Fatal(err)
+	}
+	// The stream loses its first event: only the snapshot has it now, so a replica that
+	// has it loaded the snapshot.
+	st, err := js.Stream(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	// Events after the snapshot: only the stream has them.
@@ -114,7 +154,7 @@ func TestSnapshotNoLoss(t *testing.T) {
 	}
 	last := snapPublish(t, js, after...)
 
-	r, set, reg := snapReplica(t, ns, "REVOKED_SNAPSHOTS")
+	r, set, _ := snapReplica(t, ns, "REVOKED_SNAPSHOTS")
 	snapWait(t, "the replica to reach the stream's end", func() bool { return r.LastSequence() == last })
 	for i := range 200 {
 		if !set.HasJTI(set.JTIKey(snapIss, fmt.Sprint("before-", i))) {
@@ -129,91 +169,88 @@ func TestSnapshotNoLoss(t *testing.T) {
 	if nb, ok := set.Cutoff(set.CutoffKey("", "sub", "user-1")); !ok || nb != now.Unix()-10 {
 		t.Fatalf("cutoff: %d %v", nb, ok)
 	}
-	// The stream was replayed from the snapshot's sequence on, not from the start.
-	if n := testutil.ToFloat64(r.appliedJTI); n != 50 {
-		t.Fatalf("%v jti events applied from the stream, want 50", n)
+	if set.HasJTI(set.JTIKey("", "gone")) {
+		t.Fatal("an expired entry of the snapshot was kept")
 	}
-	if v := testutil.ToFloat64(r.applied.WithLabelValues("jti")); v != 50 || reg == nil {
-		t.Fatalf("applied_total{type=jti} = %v, want 50", v)
+	if n := snapLoads(r, "ok"); n != 1 {
+		t.Fatalf("snapshot loads ok = %v, want 1", n)
+	}
+	// 200 + 1 cutoff from the snapshot, 50 from the stream; the expired one counted.
+	if v := testutil.ToFloat64(r.applied.WithLabelValues("jti")); v != 250 {
+		t.Fatalf("applied_total{type=jti} = %v, want 250", v)
+	}
+	if v := testutil.ToFloat64(r.rejected.WithLabelValues("expired")); v != 1 {
+		t.Fatalf("rejected_total{reason=expired} = %v, want 1", v)
 	}
 	// And live events keep coming.
 	snapPublish(t, js, snapJTI("live"))
 	snapWait(t, "the live event", func() bool { return set.HasJTI(set.JTIKey(snapIss, "live")) })
 }
 
-func TestSnapshotOfAnotherStreamIsIgnored(t *testing.T) {
+// A missing, unreadable, cut-short or over-long snapshot costs a full replay, never an
+// event.
+func TestSnapshotMissingOrCorrupt(t *testing.T) {
 	ns := testnats.Start(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
-	snapPublish(t, js, snapJTI("old-1"), snapJTI("old-2"), snapJTI("old-3"))
+	last := snapPublish(t, js, snapJTI("a"), snapJTI("b"))
 	snap, err := BuildSnapshot(ctx, js, Options{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteSnapshot(ctx, js, "SNAPS", snap); err != nil {
-		t.Fatal(err)
-	}
-	// The stream is deleted and created again: the snapshot is of another incarnation.
-	if err := js.DeleteStream(ctx, event.DefaultStream); err != nil {
-		t.Fatal(err)
-	}
-	js = ns.CreateStream(stream.Settings{})
-	last := snapPublish(t, js, snapJTI("new-1"))
-	r, set, _ := snapReplica(t, ns, "SNAPS")
-	snapWait(t, "the replica to reach the stream's end", func() bool { return r.LastSequence() == last })
-	if set.HasJTI(set.JTIKey(snapIss, "old-1")) || !set.HasJTI(set.JTIKey(snapIss, "new-1")) {
-		t.Fatal("the snapshot of the deleted stream was used")
-	}
-}
-
-func TestSnapshotMissingOrCorrupt(t *testing.T) {
-	ns := testnats.Start(t)
-	js := ns.CreateStream(stream.Settings{})
-	last := snapPublish(t, js, snapJTI("a"), snapJTI("b"))
-	obs, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "BAD"})
+	snap.JTI = snap.JTI[:1] // a snapshot that, used, would lose b
+	whole, err := snap.MarshalSigned(testSnapKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := obs.PutString(context.Background(), event.DefaultStream, "REVSNAP1 truncated"); err != nil {
-		t.Fatal(err)
+	objects := map[string][]byte{
+		"BAD":   []byte("REVSNAP2 truncated"),
+		"CUT":   whole[:len(whole)-3],
+		"TRAIL": append(slices.Clone(whole), 0),
+		"EMPTY": nil,
 	}
-	// A real snapshot cut short: entries are applied as read, then the replica sees the
-	// object is bad and replays the whole stream.
-	snap, err := BuildSnapshot(context.Background(), js, Options{}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole, _ := snap.MarshalBinary()
-	cut, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "CUT"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cut.PutBytes(context.Background(), event.DefaultStream, whole[:len(whole)-3]); err != nil {
-		t.Fatal(err)
-	}
-	for _, bucket := range []string{"NONE", "BAD", "CUT"} {
-		r, set, _ := snapReplica(t, ns, bucket)
-		snapWait(t, "the replica to reach the stream's end", func() bool { return r.LastSequence() == last })
-		if !set.HasJTI(set.JTIKey(snapIss, "a")) || !set.HasJTI(set.JTIKey(snapIss, "b")) {
-			t.Fatalf("bucket %s: events missing after a full replay", bucket)
+	for bucket, b := range objects {
+		obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket})
+		if err != nil {
+			t.Fatal(err)
 		}
+		if _, err := obs.PutBytes(ctx, event.DefaultStream, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{"NONE": "missing", "BAD": "malformed", "CUT": "malformed", "TRAIL": "malformed", "EMPTY": "malformed"}
+	for bucket, result := range want {
+		t.Run(bucket, func(t *testing.T) {
+			r, set, _ := snapReplica(t, ns, bucket)
+			snapWait(t, "the replica to reach the stream's end", func() bool { return r.LastSequence() == last })
+			if !set.HasJTI(set.JTIKey(snapIss, "a")) || !set.HasJTI(set.JTIKey(snapIss, "b")) {
+				t.Fatalf("bucket %s: events missing after a full replay", bucket)
+			}
+			if n := snapLoads(r, result); n != 1 {
+				t.Fatalf("snapshot loads %s = %v, want 1", result, n)
+			}
+		})
 	}
 }
 
 func TestSnapshotRoundTrip(t *testing.T) {
-	s := &Snapshot{Stream: "S", Created: time.Unix(0, 1234567890123), Sequence: 42,
-		JTI:     []SnapshotJTI{{Iss: "i", JTI: "j", Exp: 99}, {JTI: "k", Exp: 1 << 40}},
-		Cutoffs: []SnapshotCutoff{{Iss: "i", Claim: "sub", Value: "u", NotBefore: 7}}}
-	b, _ := s.MarshalBinary()
-	var got Snapshot
-	if err := got.UnmarshalBinary(b); err != nil {
+	s := &Snapshot{Stream: "S", Subjects: "revocations.>", Created: time.Unix(0, 1234567890123), Sequence: 42,
+		BuiltAt: time.Unix(0, 99), Builder: "test", Events: 50, Skipped: 2,
+		JTI:     []SnapshotJTI{{Iss: "i", JTI: "j", Exp: 99}, {JTI: "k", Exp: 1 << 31}, {Iss: "i", JTI: "a", Exp: 5}},
+		Cutoffs: []SnapshotCutoff{{Iss: "i", Claim: "sub", Value: "u", NotBefore: 7}, {Iss: "i", Claim: "sub", Value: "v", NotBefore: 8}, {Claim: "tenant", Value: "t", NotBefore: 9}}}
+	b, err := s.MarshalSigned(testSnapKey)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != fmt.Sprint(*s) || !got.Created.Equal(s.Created) {
-		t.Fatalf("round trip: %+v, want %+v", got, *s)
+	got, err := ParseSnapshot(b, []ed25519.PublicKey{testSnapPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(*got) != fmt.Sprint(*s) || !got.Created.Equal(s.Created) {
+		t.Fatalf("round trip: %+v, want %+v", *got, *s)
 	}
 	for i := range b {
-		if err := new(Snapshot).UnmarshalBinary(b[:i]); err == nil {
+		if _, err := ParseSnapshot(b[:i], []ed25519.PublicKey{testSnapPub}); err == nil {
 			t.Fatalf("truncated at %d: no error", i)
 		}
 	}
@@ -233,7 +270,7 @@ func BenchmarkColdStartSnapshot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := WriteSnapshot(ctx, js, "SNAPS", snap); err != nil {
+	if err := WriteSnapshot(ctx, js, "SNAPS", snap, testSnapKey); err != nil {
 		b.Fatal(err)
 	}
 	for _, bucket := range []string{"", "SNAPS"} {

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"os"
@@ -138,9 +139,25 @@ func withSnapshot(ctx context.Context, o opts, js jetstream.JetStream, url, dir 
 		return err
 	}
 	built := time.Since(t0)
-	b, _ := snap.MarshalBinary()
+	// A snapshot is signed by the snapshot job's key; the sidecars trust its public key.
+	privPEM, pubPEM, err := revsync.GenerateSnapshotKey()
+	if err != nil {
+		return err
+	}
+	key, err := revsync.ParseSnapshotSigningKey(privPEM)
+	if err != nil {
+		return err
+	}
+	pubFile := filepath.Join(dir, "snapshot.pub")
+	if err := os.WriteFile(pubFile, pubPEM, 0o644); err != nil {
+		return err
+	}
+	b, err := snap.MarshalSigned(key)
+	if err != nil {
+		return err
+	}
 	t0 = time.Now()
-	if err := revsync.WriteSnapshot(ctx, js, snapshotBucket, snap); err != nil {
+	if err := revsync.WriteSnapshot(ctx, js, snapshotBucket, snap, key); err != nil {
 		return err
 	}
 	fmt.Printf("coldstart: snapshot at sequence %d: %d jti, %d cutoffs, %.1f MiB; built in %.2fs, written in %.2fs\n",
@@ -164,12 +181,12 @@ func withSnapshot(ctx context.Context, o opts, js jetstream.JetStream, url, dir 
 	help, _ := exec.Command(o.revokedBin, "-h").CombinedOutput()
 	var readies []time.Duration
 	mode := "process"
-	if strings.Contains(string(help), "snapshot-bucket") {
+	if strings.Contains(string(help), "snapshot-public-key") {
 		for r := range o.runs {
 			sock := filepath.Join(dir, "s"+strconv.Itoa(r)+".sock")
 			args := append([]string{"--grpc-addr", "unix://" + sock, "--http-addr", "", "--admin-addr", "127.0.0.1:0",
 				"--nats-url", url, "--jwks-file", filepath.Join(dir, "jwks.json"), "--log-level", "warn",
-				"--snapshot-bucket", snapshotBucket}, o.extra...)
+				"--snapshot-bucket", snapshotBucket, "--snapshot-public-key", pubFile}, o.extra...)
 			start := time.Now()
 			sc, err := benchkit.Start("revoked", filepath.Join(dir, "sidecar.log"), o.revokedBin, args...)
 			if err != nil {
@@ -185,11 +202,11 @@ func withSnapshot(ctx context.Context, o opts, js jetstream.JetStream, url, dir 
 		}
 	} else {
 		mode = "in-process"
-		fmt.Println("coldstart: this revoked binary has no --snapshot-bucket flag; measuring the replica in this process")
+		fmt.Println("coldstart: this revoked binary has no --snapshot-public-key flag; measuring the replica in this process")
 		var full []time.Duration
 		for r := range o.runs {
 			for _, bucket := range []string{"", snapshotBucket} {
-				took, err := replicaStart(ctx, url, bucket, iss.Iss, lastJTI, o.timeout)
+				took, err := replicaStart(ctx, url, bucket, key.Public().(ed25519.PublicKey), iss.Iss, lastJTI, o.timeout)
 				if err != nil {
 					return err
 				}
@@ -213,7 +230,7 @@ func withSnapshot(ctx context.Context, o opts, js jetstream.JetStream, url, dir 
 // replicaStart runs the sidecar's replica (sync.Replica) in this process on its own
 // connection until ready and reports how long that took, checking that the last event
 // was applied.
-func replicaStart(ctx context.Context, url, bucket, iss, lastJTI string, timeout time.Duration) (time.Duration, error) {
+func replicaStart(ctx context.Context, url, bucket string, pub ed25519.PublicKey, iss, lastJTI string, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -225,6 +242,7 @@ func replicaStart(ctx context.Context, url, bucket, iss, lastJTI string, timeout
 	if err != nil {
 		return 0, err
 	}
+	r.SetSnapshotPublicKeys(pub)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = r.Run(rctx); close(done) }()

@@ -61,7 +61,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 var commands = []*command{
 	streamInitCmd, streamInfoCmd,
 	revokeJTICmd, revokeTokenCmd, revokeSubCmd, revokeSIDCmd, revokeClientCmd,
-	importCmd, snapshotCmd, checkCmd,
+	importCmd, snapshotKeygenCmd, snapshotVerifyCmd, snapshotCmd, checkCmd,
 }
 
 const topHelp = `revokectl publishes JWT revocations to the revoked stream (NATS JetStream), manages

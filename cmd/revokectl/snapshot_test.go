@@ -20,7 +20,9 @@ import (
 )
 
 // A sidecar started from a snapshot enforces the events before it (from the snapshot)
-// and after it (replayed from the stream), and not only those: nothing is lost.
+// and after it (replayed from the stream), and not only those: nothing is lost. The
+// snapshot job knows nothing of the sidecar's policy (its --cutoff-claim tenant): the
+// tenant cutoff before the snapshot is enforced too (issue 9 row 7).
 func TestSnapshotColdStart(t *testing.T) {
 	const iss, aud = "https://idp.example.com", "orders-api"
 	ns := testnats.Start(t)
@@ -43,9 +45,19 @@ func TestSnapshotColdStart(t *testing.T) {
 		cli(t, "", "revoke", "token", tok, natsFlag).want(t, exitOK)
 	}
 	cli(t, "", "revoke", "sub", "early-15", natsFlag, "--not-before", time.Now().Add(2*time.Second).UTC().Format(time.RFC3339)).want(t, exitOK)
-	r := cli(t, "", "snapshot", natsFlag).want(t, exitOK)
-	if !strings.Contains(r.stdout, "sequence 11") || !strings.Contains(r.stdout, "10 jti entries, 1 cutoffs") {
+	cli(t, fmt.Sprintf(`{"type":"cutoff","claim":"tenant","value":"acme","not_before":%d}`, time.Now().Unix()+1),
+		"import", "-", "--cutoff-claim", "tenant", natsFlag).want(t, exitOK)
+	tenantTok := issuer.Token("someone", time.Hour, jwt.MapClaims{"tenant": "acme"})
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "snapshot.key"), filepath.Join(dir, "snapshot.pub")
+	cli(t, "", "snapshot", "keygen", "--private-key", priv, "--public-key", pub).want(t, exitOK)
+	r := cli(t, "", "snapshot", natsFlag, "--signing-key", priv).want(t, exitOK)
+	if !strings.Contains(r.stdout, "sequence 12") || !strings.Contains(r.stdout, "10 jti entries, 2 cutoffs") {
 		t.Fatalf("snapshot printed %q", r.stdout)
+	}
+	r = cli(t, "", "snapshot", "verify", natsFlag, "--public-key", pub).want(t, exitOK)
+	if !strings.Contains(r.stdout, "at sequence 12, signed") || !strings.Contains(r.stdout, "usable") {
+		t.Fatalf("snapshot verify printed %q", r.stdout)
 	}
 	for i := 0; i < 5; i++ {
 		tok := issuer.Token(fmt.Sprint("late-", i), time.Hour, jwt.MapClaims{})
@@ -56,7 +68,7 @@ func TestSnapshotColdStart(t *testing.T) {
 	cfg, err := config.Parse("revoked", []string{
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--admin-addr", "127.0.0.1:0",
 		"--nats-url", ns.URL(), "--jwks-file", jwks, "--issuer", iss, "--audience", aud,
-		"--snapshot-bucket", DefaultSnapshotBucket,
+		"--snapshot-bucket", DefaultSnapshotBucket, "--snapshot-public-key", pub, "--cutoff-claim", "tenant",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,10 +80,10 @@ func TestSnapshotColdStart(t *testing.T) {
 	}
 	t.Cleanup(sc.Close)
 	poll(t, "sidecar ready", sc.Ready)
-	if got := sc.Replica.LastSequence(); got != 16 {
-		t.Fatalf("last sequence %d, want 16", got)
+	if got := sc.Replica.LastSequence(); got != 17 {
+		t.Fatalf("last sequence %d, want 17", got)
 	}
-	if !strings.Contains(logs.String(), `"msg":"snapshot loaded","sequence":11`) {
+	if !strings.Contains(logs.String(), `"msg":"snapshot loaded","sequence":12`) {
 		t.Fatalf("the sidecar did not start from the snapshot:\n%s", logs.String())
 	}
 	for i, tok := range before {
@@ -86,4 +98,64 @@ func TestSnapshotColdStart(t *testing.T) {
 			t.Errorf("late-%d, revoked after the snapshot, allowed", i)
 		}
 	}
+	if d := sc.Authorizer.Decide("Bearer "+tenantTok, time.Now()); d.Allowed() {
+		t.Error("a token of tenant acme, revoked before the snapshot, allowed")
+	}
+}
+
+// openssl's Ed25519 key pair, as the chart's documentation creates it (openssl genpkey
+// -algorithm ed25519; openssl pkey -pubout).
+const (
+	opensslKey = `-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIF0liwd80xdfLhnUtB+1XZJf7zEZil2S/gQaDkMdbYVb
+-----END PRIVATE KEY-----
+`
+	opensslPub = `-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAL2ma0PGQfLegNBh3FUI9OPdQw9DqOPH0g+li2VNMC+w=
+-----END PUBLIC KEY-----
+`
+)
+
+// The snapshot commands' keys and checks: snapshot refuses to run without a signing key;
+// keygen writes a pair (the private key readable by its owner only) and never
+// overwrites; openssl's keys work; verify fails with another key than the signer's.
+func TestSnapshotKeys(t *testing.T) {
+	srv, _ := natsEnv(t)
+	natsFlag := "--nats-url=" + srv.URL()
+	r := cli(t, "", "snapshot", natsFlag).want(t, exitUsage)
+	if !strings.Contains(r.stderr, "--signing-key is required") {
+		t.Fatalf("stderr %q", r.stderr)
+	}
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "k"), filepath.Join(dir, "k.pub")
+	r = cli(t, "", "snapshot", "keygen", "--private-key", priv, "--public-key", pub).want(t, exitOK)
+	if fi, err := os.Stat(priv); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key file: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(pub); string(b) != r.stdout || !strings.HasPrefix(r.stdout, "-----BEGIN PUBLIC KEY-----") {
+		t.Fatalf("public key printed %q, written %q", r.stdout, b)
+	}
+	before, _ := os.ReadFile(priv)
+	cli(t, "", "snapshot", "keygen", "--private-key", priv).want(t, exitFailed)
+	if after, _ := os.ReadFile(priv); string(after) != string(before) {
+		t.Fatal("keygen overwrote a private key")
+	}
+
+	okey, opub := filepath.Join(dir, "openssl.key"), filepath.Join(dir, "openssl.pub")
+	if err := os.WriteFile(okey, []byte(opensslKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(opub, []byte(opensslPub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, "", "revoke", "jti", "j1", "--exp", "+1h", natsFlag).want(t, exitOK)
+	cli(t, "", "snapshot", natsFlag, "--signing-key", okey).want(t, exitOK)
+	cli(t, "", "snapshot", "verify", natsFlag, "--public-key", opub).want(t, exitOK)
+	r = cli(t, "", "snapshot", "verify", natsFlag, "--public-key", pub).want(t, exitFailed)
+	if !strings.Contains(r.stderr, "NOT usable") || !strings.Contains(r.stderr, "signature") {
+		t.Fatalf("verify with another key: %q", r.stderr)
+	}
+	// A public key where the private key belongs, and the reverse.
+	cli(t, "", "snapshot", natsFlag, "--signing-key", opub).want(t, exitFailed)
+	cli(t, "", "snapshot", "verify", natsFlag, "--public-key", okey).want(t, exitFailed)
 }

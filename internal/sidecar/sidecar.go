@@ -5,6 +5,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,13 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SnapshotPublicKey != "" {
+		keys, err := readSnapshotKeys(cfg.SnapshotPublicKey)
+		if err != nil {
+			return nil, err
+		}
+		s.Replica.SetSnapshotPublicKeys(keys...)
+	}
 
 	verifier := authz.NewVerifier(s.keys, authz.VerifierConfig{
 		Issuers:      cfg.Issuers,
@@ -192,6 +200,19 @@ func (s *Sidecar) listen() error {
 		go func() { _ = s.adminSrv.Serve(lis) }()
 	}
 	return nil
+}
+
+// readSnapshotKeys reads the public keys of --snapshot-public-key.
+func readSnapshotKeys(path string) ([]ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--snapshot-public-key: %w", err)
+	}
+	keys, err := revsync.ParseSnapshotPublicKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("--snapshot-public-key %s: %w", path, err)
+	}
+	return keys, nil
 }
 
 // listen opens a TCP address or, for unix:///path, a Unix socket (Envoy's pipe address).
