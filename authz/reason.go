@@ -21,8 +21,8 @@ const (
 	ReasonNotYetValid          // nbf or iat in the future (beyond the leeway)
 	ReasonWrongIssuer          // iss not accepted
 	ReasonWrongAudience        // aud not accepted
-	ReasonMissingClaim         // exp missing; jti when required; iat when the lifetime is bounded
-	ReasonTooLongLived         // lifetime (exp - iat) longer than the revocation window (--max-token-lifetime)
+	ReasonMissingClaim         // exp, or jti when required, missing
+	ReasonTooLongLived         // lifetime (exp - iat) longer than the revocation window (--max-token-lifetime), or no iat
 	ReasonRevokedJTI           // the token's jti is on the blocklist
 	ReasonRevokedCutoff        // a cutoff on sub, sid, client_id... covers the token
 	ReasonNotReady             // the replica has not caught up yet: fail closed
@@ -46,8 +46,8 @@ var reasonInfo = [numReasons]struct {
 	ReasonNotYetValid:   {"not_yet_valid", "token not yet valid", 401},
 	ReasonWrongIssuer:   {"wrong_issuer", "issuer not accepted", 401},
 	ReasonWrongAudience: {"wrong_audience", "audience not accepted", 401},
-	ReasonMissingClaim:  {"missing_claim", "required claim missing (exp, iat or jti)", 401},
-	ReasonTooLongLived:  {"too_long_lived", "token lifetime exceeds the revocation window", 401},
+	ReasonMissingClaim:  {"missing_claim", "required claim missing", 401},
+	ReasonTooLongLived:  {"too_long_lived", "token lifetime exceeds the revocation window, or no iat to bound it", 401},
 	ReasonRevokedJTI:    {"revoked_jti", "token revoked", 401},
 	ReasonRevokedCutoff: {"revoked_cutoff", "token revoked", 401},
 	ReasonNotReady:      {"not_ready", "revocation list not yet synced", 503},
