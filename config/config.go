@@ -90,7 +90,7 @@ func (c *Sidecar) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MaxTokenLife, "max-token-lifetime", 24*time.Hour, "longest lifetime of a token; a cutoff is kept this long")
 	fs.IntVar(&c.MaxEntries, "max-entries", revsync.DefaultMaxEntries, "live blocklist entries kept at most (about 65 bytes of memory each); a replica that reaches it stops being ready rather than drop revocations silently")
 	fs.StringVar(&c.SubjectHeader, "subject-header", "x-revoked-sub", "header sent upstream with the token's sub on OK; empty sends none")
-	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 20_000, "verified tokens remembered (about 1.3 KB each); 0 verifies every request")
+	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 20_000, "verified tokens remembered (about 1.3 KB plus the token itself each); 0 verifies every request")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 0, "replica age (time since NATS was last reachable) past which --stale-policy applies; 0 never")
 	fs.StringVar(&c.StalePolicy, "stale-policy", StaleServe, "past --max-staleness: serve (answer from the replica) or deny")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, time given to in-flight checks")

@@ -42,7 +42,7 @@ type Config struct {
 	// Stream, when set, is the stream the ack must come from (Nats-Expected-Stream):
 	// a subject bound to another stream is refused instead of being stored there.
 	Stream string
-	// AllowedClaims are the claims a cutoff may name; nil means event.DefaultCutoffClaims.
+	// AllowedClaims are the claims a cutoff may name besides event.DefaultCutoffClaims.
 	AllowedClaims []string
 	// AttemptTimeout bounds one attempt: the publish and its ack; default 2s.
 	AttemptTimeout time.Duration
@@ -124,7 +124,7 @@ func MsgID(ev *event.Event, payload []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// AllowedClaims are the claims a cutoff may name (nil: event.DefaultCutoffClaims).
+// AllowedClaims are the claims a cutoff may name besides event.DefaultCutoffClaims.
 func (p *Publisher) AllowedClaims() []string { return p.cfg.AllowedClaims }
 
 // Payload validates ev against the contract and returns its JSON payload.
