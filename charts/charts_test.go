@@ -28,6 +28,7 @@ import (
 	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/envoy"
 	"github.com/revoked-dev/revoked/ingest"
+	revsync "github.com/revoked-dev/revoked/sync"
 )
 
 // helmVersion is the Helm the Makefile pins (HELM_VERSION).
@@ -102,7 +103,7 @@ var valueSets = map[string]valueSet{
 	},
 	"example-unix": {
 		file:    "ci/example-unix-values.yaml",
-		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 1, "ConfigMap": 1, "ServiceAccount": 1, "CronJob": 1},
+		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 1, "ConfigMap": 2, "ServiceAccount": 1, "CronJob": 1},
 		example: &exampleWant{grpc: true, unix: true, native: true, adminPort: 9193},
 	},
 	"example-http": {
@@ -505,10 +506,16 @@ func checkExample(t *testing.T, m *manifests, want exampleWant) {
 	if _, p := splitPort(t, flags(rc)["admin-addr"]); int(p) != want.adminPort {
 		t.Errorf("--admin-addr port %d, want %d", p, want.adminPort)
 	}
-	if len(m.configMaps) != 1 {
-		t.Fatalf("%d ConfigMaps, want Envoy's", len(m.configMaps))
+	var envoyYAML []string
+	for _, cm := range m.configMaps {
+		if y, ok := cm.Data["envoy.yaml"]; ok {
+			envoyYAML = append(envoyYAML, y)
+		}
 	}
-	boot, err := envoy.Load([]byte(m.configMaps[0].Data["envoy.yaml"]))
+	if len(envoyYAML) != 1 {
+		t.Fatalf("%d ConfigMaps with envoy.yaml, want Envoy's", len(envoyYAML))
+	}
+	boot, err := envoy.Load([]byte(envoyYAML[0]))
 	if err != nil {
 		t.Fatalf("Envoy config of the example: %v", err)
 	}
@@ -658,20 +665,29 @@ func checkStreamInit(t *testing.T, m *manifests) {
 }
 
 // checkSnapshot checks the snapshot CronJob, when there is one: it runs revokectl
-// snapshot into the bucket every revoked sidecar of the release starts from.
+// snapshot into the bucket every revoked sidecar of the release starts from, with NATS
+// credentials and a signing key of its own; every sidecar gets the public key that
+// signing key matches (--snapshot-public-key, mounted from a ConfigMap) and never the
+// private key nor the job's credentials (issue 9 row 8: app pods must not be able to
+// write a snapshot the sidecars trust).
 func checkSnapshot(t *testing.T, m *manifests) {
 	t.Helper()
-	var buckets []string
+	type sidecar struct {
+		where string
+		c     corev1.Container
+		spec  corev1.PodSpec
+	}
+	var readers []sidecar
 	for _, p := range m.podSpecs() {
-		for _, c := range append(p.spec.InitContainers, p.spec.Containers...) {
-			if b := flags(c)["snapshot-bucket"]; c.Name == "revoked" && b != "" {
-				buckets = append(buckets, b)
+		for _, c := range append(slices.Clone(p.spec.InitContainers), p.spec.Containers...) {
+			if c.Name == "revoked" && flags(c)["snapshot-bucket"] != "" {
+				readers = append(readers, sidecar{p.name, c, p.spec})
 			}
 		}
 	}
 	if len(m.cronJobs) == 0 {
-		if len(buckets) > 0 {
-			t.Errorf("sidecars start from bucket %v that no CronJob writes", buckets)
+		if len(readers) > 0 {
+			t.Errorf("sidecars start from a bucket that no CronJob writes")
 		}
 		return
 	}
@@ -682,17 +698,78 @@ func checkSnapshot(t *testing.T, m *manifests) {
 	if cj.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
 		t.Errorf("snapshot concurrency policy %q: two writers would race", cj.Spec.ConcurrencyPolicy)
 	}
-	c := cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0]
+	job := cj.Spec.JobTemplate.Spec.Template.Spec
+	c := job.Containers[0]
 	if !slices.Equal(c.Command, []string{"/usr/local/bin/revokectl"}) || len(c.Args) == 0 || c.Args[0] != "snapshot" {
 		t.Errorf("snapshot runs %v %v, want revokectl snapshot", c.Command, c.Args)
 	}
-	bucket := flags(c)["bucket"]
-	if bucket == "" || len(buckets) == 0 {
-		t.Fatalf("snapshot bucket %q, sidecars reading %v", bucket, buckets)
+	jf := flags(c)
+	// Flags revokectl snapshot takes (the policy flags it once had are gone: a snapshot
+	// holds every event, the sidecars apply their own policy).
+	known := map[string]bool{"bucket": true, "signing-key": true, "nats-url": true, "nats-creds": true,
+		"nats-tls-ca": true, "nats-tls-cert": true, "nats-tls-key": true, "stream": true, "subject-prefix": true}
+	for k := range jf {
+		if !known[k] {
+			t.Errorf("revokectl snapshot has no flag --%s", k)
+		}
 	}
-	for _, b := range buckets {
-		if b != bucket {
-			t.Errorf("a sidecar reads bucket %q, the CronJob writes %q", b, bucket)
+	bucket := jf["bucket"]
+	if bucket == "" || len(readers) == 0 {
+		t.Fatalf("snapshot bucket %q, %d sidecars reading it", bucket, len(readers))
+	}
+
+	// The job's secrets: the file each flag names comes from the Secret mounted there.
+	secretAt := func(spec corev1.PodSpec, c corev1.Container, file string) (secret, configMap string) {
+		for _, vm := range c.VolumeMounts {
+			if filepath.Dir(file) != filepath.Clean(vm.MountPath) {
+				continue
+			}
+			for _, v := range spec.Volumes {
+				if v.Name != vm.Name {
+					continue
+				}
+				if v.Secret != nil {
+					secret = v.Secret.SecretName
+				}
+				if v.ConfigMap != nil {
+					configMap = v.ConfigMap.Name
+				}
+			}
+		}
+		return secret, configMap
+	}
+	jobCreds, _ := secretAt(job, c, jf["nats-creds"])
+	signingKey, _ := secretAt(job, c, jf["signing-key"])
+	if jobCreds == "" || signingKey == "" {
+		t.Fatalf("snapshot job: --nats-creds %q from Secret %q, --signing-key %q from Secret %q: want both mounted from Secrets",
+			jf["nats-creds"], jobCreds, jf["signing-key"], signingKey)
+	}
+	for _, r := range readers {
+		f := flags(r.c)
+		if f["snapshot-bucket"] != bucket {
+			t.Errorf("%s reads bucket %q, the CronJob writes %q", r.where, f["snapshot-bucket"], bucket)
+		}
+		if creds, _ := secretAt(r.spec, r.c, f["nats-creds"]); creds == jobCreds {
+			t.Errorf("%s uses the snapshot job's NATS credentials (%s)", r.where, creds)
+		}
+		for _, v := range r.spec.Volumes {
+			if v.Secret != nil && (v.Secret.SecretName == jobCreds || v.Secret.SecretName == signingKey) {
+				t.Errorf("%s: the pod mounts Secret %s of the snapshot job", r.where, v.Secret.SecretName)
+			}
+		}
+		_, cmName := secretAt(r.spec, r.c, f["snapshot-public-key"])
+		if cmName == "" {
+			t.Errorf("%s: --snapshot-public-key %q is not mounted from a ConfigMap", r.where, f["snapshot-public-key"])
+			continue
+		}
+		for _, cm := range m.configMaps {
+			if cm.Name != cmName {
+				continue
+			}
+			pem := cm.Data[filepath.Base(f["snapshot-public-key"])]
+			if _, err := revsync.ParseSnapshotPublicKeys([]byte(pem)); err != nil {
+				t.Errorf("%s: ConfigMap %s holds no public key the sidecar reads: %v", r.where, cmName, err)
+			}
 		}
 	}
 }
@@ -834,6 +911,13 @@ func TestTemplateFailures(t *testing.T) {
 		"mutual TLS without TLS":               {[]string{"ingest.enabled=true", "ingest.auth.clientCASecret.name=ca"}, "needs ingest.tls.secretName"},
 		"two JWKS sources":                     {[]string{"sidecar.jwks.url=https://idp/jwks", "sidecar.jwks.configMap.name=jwks"}, "exclude each other"},
 		"HTTP example with HTTP off":           {[]string{"example.enabled=true", "example.authzMode=http", "sidecar.ports.http=0", "sidecar.jwks.url=https://idp/jwks"}, "needs sidecar.ports.http"},
+		"snapshots without the job's credentials": {append(snapshotSets("snapshot.credentialsSecret.name="), "nats.credentialsSecret.name=app-nats"),
+			"needs snapshot.credentialsSecret.name"},
+		"snapshots with the sidecars' credentials": {append(snapshotSets("snapshot.credentialsSecret.name=app-nats"), "nats.credentialsSecret.name=app-nats"),
+			"must not be nats.credentialsSecret"},
+		"snapshots without a signing key": {snapshotSets("snapshot.signingKeySecret.name="), "needs snapshot.signingKeySecret.name"},
+		"snapshots without a public key":  {snapshotSets("snapshot.publicKey.configMap.name="), "needs snapshot.publicKey.pem or snapshot.publicKey.configMap.name"},
+		"two public key sources":          {snapshotSets("snapshot.publicKey.pem=x"), "exclude each other"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -846,6 +930,50 @@ func TestTemplateFailures(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// snapshotSets are --set values that enable snapshots completely, with override last.
+func snapshotSets(override string) []string {
+	return []string{"sidecar.jwks.url=https://idp/jwks", "snapshot.enabled=true",
+		"snapshot.credentialsSecret.name=snap-nats", "snapshot.signingKeySecret.name=snap-key",
+		"snapshot.publicKey.configMap.name=snap-pub", override}
+}
+
+// TestSnapshotPublicKeyConfigMap renders snapshots with an existing ConfigMap for the
+// public key: the sidecars mount it, the chart renders none of its own.
+func TestSnapshotPublicKeyConfigMap(t *testing.T) {
+	var args []string
+	for _, s := range snapshotSets("snapshot.publicKey.configMap.key=pub.pem") {
+		args = append(args, "--set", s)
+	}
+	m := render(t, append(args, "--set", "example.enabled=true", "--set", "nats.credentialsSecret.name=app-nats")...)
+	checkSnapshot(t, m)
+	for _, cm := range m.configMaps {
+		if strings.Contains(cm.Name, "snapshot") {
+			t.Errorf("ConfigMap %s rendered for an existing one", cm.Name)
+		}
+	}
+	sidecars := 0
+	for _, p := range m.podSpecs() {
+		if !strings.HasPrefix(p.name, "Deployment ") && !strings.HasPrefix(p.name, "Pod ") {
+			continue
+		}
+		sidecars++
+		rc, _ := revokedContainer(t, p.name, p.spec)
+		if got := flags(rc)["snapshot-public-key"]; got != "/etc/revoked/snapshot-public-key/pub.pem" {
+			t.Errorf("%s: --snapshot-public-key %q", p.name, got)
+		}
+		found := false
+		for _, v := range p.spec.Volumes {
+			found = found || v.ConfigMap != nil && v.ConfigMap.Name == "snap-pub"
+		}
+		if !found {
+			t.Errorf("%s does not mount ConfigMap snap-pub", p.name)
+		}
+	}
+	if sidecars != 2 {
+		t.Errorf("%d pods with a sidecar, want the example and the test pod", sidecars)
 	}
 }
 

@@ -74,6 +74,18 @@ The image holding revoked and revokectl.
 {{- end }}
 
 {{/*
+The ConfigMap holding the public key that snapshots are checked with: the chart's own
+(from snapshot.publicKey.pem) or an existing one.
+*/}}
+{{- define "revoked.snapshotPublicKeyConfigMap" -}}
+{{- if .Values.snapshot.publicKey.configMap.name }}
+{{- .Values.snapshot.publicKey.configMap.name }}
+{{- else }}
+{{- printf "%s-snapshot-public-key" (include "revoked.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
 The --nats-* flags shared by the sidecar, the ingest API and revokectl. Argument: a dict
 with "root" (the chart's context) and "creds" (a {name, key} Secret reference or empty).
 */}}
@@ -166,6 +178,13 @@ the pod IP so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by 
 {{- $creds := $root.Values.nats.credentialsSecret }}
 {{- if and $v.jwks.url $v.jwks.configMap.name }}
 {{- fail "revoked: sidecar.jwks.url and sidecar.jwks.configMap.name exclude each other" }}
+{{- end }}
+{{- $pk := $root.Values.snapshot.publicKey }}
+{{- if and $root.Values.snapshot.enabled (not $pk.pem) (not $pk.configMap.name) }}
+{{- fail "revoked: snapshot.enabled needs snapshot.publicKey.pem or snapshot.publicKey.configMap.name: the sidecars load only snapshots signed by the snapshot job's key" }}
+{{- end }}
+{{- if and $pk.pem $pk.configMap.name }}
+{{- fail "revoked: snapshot.publicKey.pem and snapshot.publicKey.configMap.name exclude each other" }}
 {{- end -}}
 - name: revoked
   image: {{ include "revoked.image" $root }}
@@ -202,6 +221,7 @@ the pod IP so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by 
     - --log-level={{ $v.logLevel }}
     {{- if $root.Values.snapshot.enabled }}
     - --snapshot-bucket={{ $root.Values.snapshot.bucket }}
+    - --snapshot-public-key=/etc/revoked/snapshot-public-key/{{ $root.Values.snapshot.publicKey.configMap.key }}
     {{- end }}
     {{- with $v.extraArgs }}
     {{- toYaml . | nindent 4 }}
@@ -280,6 +300,11 @@ Volume mounts of the revoked container; same argument as revoked.sidecarContaine
   mountPath: /etc/revoked/jwks
   readOnly: true
 {{- end }}
+{{- if $root.Values.snapshot.enabled }}
+- name: revoked-snapshot-public-key
+  mountPath: /etc/revoked/snapshot-public-key
+  readOnly: true
+{{- end }}
 {{- if and (eq $v.transport "unix") (not .test) }}
 {{ include "revoked.socketVolumeMount" $root }}
 {{- end }}
@@ -309,6 +334,14 @@ with the same context.
 - name: revoked-jwks
   configMap:
     name: {{ $v.jwks.configMap.name }}
+{{- end }}
+{{- if .Values.snapshot.enabled }}
+- name: revoked-snapshot-public-key
+  configMap:
+    name: {{ include "revoked.snapshotPublicKeyConfigMap" . }}
+    items:
+      - key: {{ .Values.snapshot.publicKey.configMap.key }}
+        path: {{ .Values.snapshot.publicKey.configMap.key }}
 {{- end }}
 {{- if eq $v.transport "unix" }}
 - name: revoked-socket
