@@ -63,6 +63,8 @@ func TestSnapshotBuiltWithOtherSettings(t *testing.T) {
 		fmt.Sprintf(`{"type":"cutoff","claim":"sid","value":"s-1","not_before":%d}`, now.Unix()-60),
 		// Far in the future: bounded by the moment the stream stored it, as live.
 		fmt.Sprintf(`{"type":"cutoff","claim":"sub","value":"future","not_before":%d}`, now.Unix()+3600),
+		// A claim the replicas do not allow: in the snapshot, skipped at load.
+		fmt.Sprintf(`{"type":"cutoff","claim":"org","value":"x","not_before":%d}`, now.Unix()-60),
 		`{"type":"cutoff","claim":"","value":"x","not_before":1}`, // no replica keeps it
 		`not json`,
 	)
@@ -70,8 +72,8 @@ func TestSnapshotBuiltWithOtherSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.JTI) != 2 || len(snap.Cutoffs) != 4 || snap.Skipped != 2 || snap.Events != 8 {
-		t.Errorf("snapshot: %d jti, %d cutoffs, %d of %d events skipped; want 2, 4, 2 of 8", len(snap.JTI), len(snap.Cutoffs), snap.Skipped, snap.Events)
+	if len(snap.JTI) != 2 || len(snap.Cutoffs) != 5 || snap.Skipped != 2 || snap.Events != 9 {
+		t.Errorf("snapshot: %d jti, %d cutoffs, %d of %d events skipped; want 2, 5, 2 of 9", len(snap.JTI), len(snap.Cutoffs), snap.Skipped, snap.Events)
 	}
 	if err := WriteSnapshot(ctx, js, "SNAPS", snap, testSnapKey); err != nil {
 		t.Fatal(err)
@@ -95,6 +97,12 @@ func TestSnapshotBuiltWithOtherSettings(t *testing.T) {
 		if _, ok := set.Cutoff(set.CutoffKey("", c[0], c[1])); !ok {
 			t.Errorf("cutoff %s=%s missing", c[0], c[1])
 		}
+	}
+	if _, ok := set.Cutoff(set.CutoffKey("", "org", "x")); ok {
+		t.Error("a cutoff on a claim the replica does not allow was applied")
+	}
+	if n := testutil.ToFloat64(r.rejected.WithLabelValues("invalid")); n != 1 {
+		t.Errorf("rejected{invalid} = %v, want 1 (the org cutoff)", n)
 	}
 	want := EffectiveNotBefore(published+3600, time.Unix(published, 0))
 	if nb, _ := set.Cutoff(set.CutoffKey("", "sub", "future")); nb > want+5 || nb < want-5 || want >= published+3600 {
