@@ -11,6 +11,7 @@ import (
 // Violation kinds.
 const (
 	vRevokedAllowed = "revoked-allowed"     // a ready, current replica allowed a token the model says is revoked
+	vLongLived      = "long-lived-allowed"  // ... such a token, living longer than the window (exp - iat > lifetime: the contract refuses it)
 	vRemovedKey     = "removed-key-allowed" // ... allowed a token whose key it no longer has
 	vValidDenied    = "valid-denied"        // ... denied a valid token nothing revokes
 	vLiveness       = "liveness"            // a replica not ready, or stale, long after every fault healed
@@ -46,8 +47,21 @@ func (w *world) fail(kind string, rep int, tok *token, detail string) {
 	if w.viol != nil {
 		return
 	}
-	w.viol = &violation{kind: kind, replica: rep, token: tok, op: w.opIndex, detail: detail}
+	v := &violation{kind: kind, replica: rep, token: tok, op: w.opIndex, detail: detail}
+	if ignored[kind] {
+		// EXPLORE_IGNORE: counted and shown once per run and kind, and the run goes on.
+		if !w.ignoredSeen[kind] {
+			w.ignoredSeen[kind] = true
+			w.tb.Logf("ignored (EXPLORE_IGNORE) %s", v)
+		}
+		w.stats.count("ignored:" + kind)
+		return
+	}
+	w.viol = v
 }
+
+// ignored holds the violation kinds of EXPLORE_IGNORE.
+var ignored = map[string]bool{}
 
 // stats are a run's figures.
 type stats struct {
@@ -135,6 +149,7 @@ func (w *world) revocation(tok *token, now time.Time) (definite bool, since time
 				certain = now.Before(time.Unix(e.nb, 0).Add(lifetime))
 			} else {
 				match = tok.iat < e.nb
+				certain = tok.iat < e.nbSure
 			}
 		}
 		if !match {
@@ -169,13 +184,14 @@ func (w *world) checkReplica(r *replica, sample []*token, now time.Time) (pendin
 		return false
 	}
 	lastUnfresh := time.Unix(0, r.lastUnfresh.Load())
+	nowR := r.clock() // the replica's time: ahead of now after OpClock
 	for _, tok := range sample {
-		if !now.Before(time.Unix(tok.exp, 0).Add(-300 * time.Millisecond)) {
+		if !nowR.Before(time.Unix(tok.exp, 0).Add(-300 * time.Millisecond)) {
 			continue // expired, or about to
 		}
-		definite, since, maybe := w.revocation(tok, now)
+		definite, since, maybe := w.revocation(tok, nowR)
 		ks := r.keyState(tok.key, now)
-		d := r.az.Decide("Bearer "+tok.raw, now)
+		d := r.az.Decide("Bearer "+tok.raw, nowR)
 		w.stats.mu.Lock()
 		w.stats.checks++
 		w.stats.mu.Unlock()
@@ -187,7 +203,11 @@ func (w *world) checkReplica(r *replica, sample []*token, now time.Time) (pendin
 			w.stats.mu.Unlock()
 			if d.Allowed() {
 				if age := now.Sub(later(since, lastUnfresh)); age >= propagation {
-					w.fail(vRevokedAllowed, r.idx, tok, fmt.Sprintf(
+					kind := vRevokedAllowed
+					if tok.shape == shapeLongLived {
+						kind = vLongLived
+					}
+					w.fail(kind, r.idx, tok, fmt.Sprintf(
 						"allowed %v after the revocation was acknowledged (%v after the replica was last not ready/current); replica: %s; matching events: %s",
 						now.Sub(since).Round(time.Millisecond), age.Round(time.Millisecond), r.describe(now), w.matching(tok)))
 					return false
@@ -206,7 +226,7 @@ func (w *world) checkReplica(r *replica, sample []*token, now time.Time) (pendin
 				pending = true
 			}
 		case !maybe && ks == 1 && (tok.shape == shapeNormal || tok.shape == shapeWindow) &&
-			now.Unix() > tok.iat && now.Before(time.Unix(tok.exp, 0).Add(-time.Second)) && now.Sub(lastUnfresh) >= time.Second:
+			nowR.Unix() > tok.iat && nowR.Before(time.Unix(tok.exp, 0).Add(-time.Second)) && now.Sub(lastUnfresh) >= time.Second:
 			w.stats.mu.Lock()
 			w.stats.mustAllow++
 			w.stats.mu.Unlock()
@@ -260,9 +280,9 @@ func (r *replica) describe(now time.Time) string {
 		return "not started: " + r.startErr.Error()
 	}
 	gate := r.az.Gate()
-	return fmt.Sprintf("gate=%s ready=%v keys-loaded=%v connected=%v staleness=%v last-seq=%d snapshot=%v keys-kind=%d up-for=%v",
-		gate, r.rep.Ready(), r.keys.Loaded(r.ctx), r.rep.Connected(), r.rep.Staleness(now).Round(time.Millisecond),
-		r.rep.LastSequence(), r.snapshot, r.keysKind, now.Sub(r.startedAt).Round(time.Millisecond))
+	return fmt.Sprintf("gate=%s ready=%v (%s) keys-loaded=%v connected=%v staleness=%v last-seq=%d snapshot=%v keys-kind=%d up-for=%v clock-skew=%v",
+		gate, r.rep.Ready(), notReadyReason(r.rep), r.keys.Loaded(r.ctx), r.rep.Connected(), r.rep.Staleness(r.clock()).Round(time.Millisecond),
+		r.rep.LastSequence(), r.snapshot, r.keysKind, now.Sub(r.startedAt).Round(time.Millisecond), time.Duration(r.skew.Load()))
 }
 
 // matching lists the events that match tok, for the report.

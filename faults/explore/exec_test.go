@@ -113,6 +113,10 @@ func (w *world) exec(op Op) {
 		}
 	case OpSleep:
 		w.sleepChecking(time.Duration(op.arg(0)) * time.Millisecond)
+	case OpClock:
+		r := w.reps[op.arg(0)%len(w.reps)]
+		skew := min(time.Duration(r.skew.Load())+time.Duration(op.arg(1))*time.Millisecond, maxSkew)
+		r.skew.Store(int64(skew))
 	}
 }
 
@@ -153,7 +157,7 @@ func (w *world) mint(op Op) {
 	k := w.keys[op.arg(0)%len(w.keys)]
 	n := len(w.tokens)
 	now := time.Now().Unix()
-	life := int64(1 + op.arg(5)%4) // 1..4 s
+	life := []int64{2, 3, 5, 6}[op.arg(5)%4] // seconds, up to the lifetime
 	tok := &token{
 		n: n, key: k, shape: op.arg(4) % numShapes, mintedAt: time.Now(),
 		sub:    fmt.Sprintf("user-%d", op.arg(1)%4),
@@ -246,13 +250,20 @@ func (w *world) cutoffEvent(tok *token, claimIdx, nbV, issV, valueV int, now tim
 	case 4:
 		nb, maybe = now.Unix()+3, true
 	}
+	nbSure := nb
+	if nb > now.Unix() {
+		// Later than the stream can store the event: a replica may bound not_before
+		// to the store time (sync.EffectiveNotBefore), so tokens issued from now on
+		// are perhaps revoked, perhaps not; those issued before certainly are.
+		nbSure = now.Unix()
+	}
 	iss := issValue(issV)
 	f := map[string]any{"type": "cutoff", "claim": claim, "value": value, "not_before": nb}
 	if iss != "" {
 		f["iss"] = iss
 	}
 	e := w.newEvent(subject("cutoff"), f, nil)
-	e.typ, e.claim, e.value, e.iss, e.nb, e.maybe = "cutoff", claim, value, iss, nb, maybe
+	e.typ, e.claim, e.value, e.iss, e.nb, e.nbSure, e.maybe = "cutoff", claim, value, iss, nb, nbSure, maybe
 	return e
 }
 
@@ -384,8 +395,10 @@ func (w *world) purge(v int) {
 }
 
 // snapshot builds and writes one: variants 0-1 with the replicas' settings, 2 a
-// shorter lifetime, 3 fewer cutoff claims, 4 no leeway, 5 a forged empty snapshot at
-// the stream's last sequence (what someone with write access to the bucket can do).
+// shorter lifetime, 3 fewer cutoff claims, 4 no leeway (a snapshot job configured
+// unlike the sidecars), 5 a forged empty snapshot at the stream's last sequence, signed
+// with another key than the job's (what someone with write access to the bucket can
+// do).
 func (w *world) snapshot(v int) {
 	if !w.natsUp {
 		return
@@ -411,7 +424,7 @@ func (w *world) snapshot(v int) {
 		if err != nil {
 			return
 		}
-		snap = &revsync.Snapshot{Stream: "REVOCATIONS", Created: info.Created, Sequence: info.State.LastSeq}
+		snap = forgedSnapshot(info)
 	}
 	if snap == nil {
 		var err error
@@ -420,7 +433,7 @@ func (w *world) snapshot(v int) {
 			return
 		}
 	}
-	if err := revsync.WriteSnapshot(ctx, w.js, snapBucket, snap); err != nil {
+	if err := w.writeSnapshot(ctx, snap, v%6 == 5); err != nil {
 		w.stats.count("snapshot-write-failed")
 		return
 	}

@@ -9,7 +9,7 @@
 // each replica's decisions against a model of what the stream acknowledged (see
 // check_test.go). The anchors are Jepsen's generators and checkers and the simulation
 // testing of FoundationDB and TigerBeetle, with real time instead of a simulated clock:
-// NATS ages messages (MaxAge) in real time, so the revocation window is 4 s and "time
+// NATS ages messages (MaxAge) in real time, so the revocation window is 6 s and "time
 // passes" is a sleep.
 //
 // On a violation it prints the seed and the operations, shrinks the list (delta
@@ -23,6 +23,8 @@
 //	EXPLORE_OPS='...'     replay this operation list (as printed) instead of a generated one
 //	EXPLORE_DURATION=20m  the long form: runs of successive seeds until the time is up
 //	EXPLORE_SHRINK=0      do not shrink; EXPLORE_SHRINK_BUDGET=5m bounds the shrinking (default 3m)
+//	EXPLORE_IGNORE=k1,k2  violation kinds (revoked-allowed, removed-key-allowed, valid-denied,
+//	                      liveness) counted and logged, not failed on: to look past a known bug
 //	EXPLORE_SKIP=1        skip TestExplore (for a machine too slow for its timings)
 //	EXPLORE_VERBOSE=1     print the replicas' log tail with each violation
 //
@@ -61,6 +63,11 @@ func envInt(t *testing.T, name string, def int) int {
 func TestExplore(t *testing.T) {
 	if os.Getenv("EXPLORE_SKIP") != "" {
 		t.Skip("EXPLORE_SKIP is set")
+	}
+	for _, k := range strings.Split(os.Getenv("EXPLORE_IGNORE"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			ignored[k] = true
+		}
 	}
 	total := newStats()
 	defer func() { t.Logf("explorer figures: %s", total) }()
@@ -205,7 +212,7 @@ func report(t *testing.T, st *stats, seed uint64, ops []Op, v *violation) {
 func runOps(t *testing.T, st *stats, ops []Op, fullFinal bool) (*violation, int) {
 	w, err := newWorld(t, st)
 	if err != nil {
-		t.Fatalf("explorer setup: %v", err)
+		return &violation{kind: vHarness, replica: -1, op: -1, detail: "setup: " + err.Error()}, 0
 	}
 	defer w.close()
 	st.mu.Lock()

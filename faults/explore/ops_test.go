@@ -33,6 +33,7 @@ const (
 	OpKeyRemove                  // remove a signing key from the JWKS: key
 	OpJWKSOutage                 // the JWKS URL answers 503: on (1) / off (0)
 	OpSleep                      // time passes: ms
+	OpClock                      // a replica's clock jumps forward (revsync.Options.Now, authz Decide's now): replica, ms
 	numKinds
 )
 
@@ -42,7 +43,7 @@ var kindNames = [...]string{
 	OpReplicaRestart: "restart", OpPartition: "partition", OpHeal: "heal",
 	OpStreamRecreate: "recreate", OpDeleteMsg: "rmm", OpPurgeSubject: "purge",
 	OpSnapshot: "snapshot", OpKeyAdd: "keyadd", OpKeyRemove: "keyrm",
-	OpJWKSOutage: "jwksoutage", OpSleep: "sleep",
+	OpJWKSOutage: "jwksoutage", OpSleep: "sleep", OpClock: "clock",
 }
 
 func (k Kind) String() string {
@@ -142,7 +143,7 @@ func Generate(seed uint64, n int) []Op {
 		{OpMint, 14}, {OpPubJTI, 14}, {OpPubCutoff, 12}, {OpPubDup, 4}, {OpPubBad, 4},
 		{OpNATSStop, 2}, {OpReplicaRestart, 6}, {OpPartition, 3},
 		{OpStreamRecreate, 2}, {OpDeleteMsg, 3}, {OpPurgeSubject, 1}, {OpSnapshot, 4},
-		{OpKeyAdd, 2}, {OpKeyRemove, 2}, {OpJWKSOutage, 2}, {OpSleep, 14},
+		{OpKeyAdd, 2}, {OpKeyRemove, 2}, {OpJWKSOutage, 2}, {OpSleep, 14}, {OpClock, 2},
 	}
 	total := 0
 	for _, x := range weights {
@@ -235,6 +236,8 @@ func Generate(seed uint64, n int) []Op {
 				add(k, 1)
 				outage = true
 			}
+		case OpClock:
+			add(k, r.IntN(3), 200+r.IntN(1800))
 		case OpSleep:
 			ms := 100 + r.IntN(1500)
 			if r.IntN(6) == 0 {

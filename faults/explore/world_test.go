@@ -36,16 +36,18 @@ import (
 // The revocation window is short so that NATS's MaxAge, which ages messages in real
 // time, plays its part within a run.
 const (
-	lifetime    = 4 * time.Second          // --max-token-lifetime of every replica
-	leeway      = 1 * time.Second          // --leeway
-	streamAge   = lifetime + 2*time.Second // the stream's MaxAge: the window plus a margin
-	propagation = 3 * time.Second          // an acked revocation must be enforced this long after it (or after the replica last was not ready/current)
-	healthyFor  = 15 * time.Second         // a replica this long without a fault must be ready and current
+	lifetime    = 6 * time.Second  // --max-token-lifetime of every replica
+	leeway      = 1 * time.Second  // --leeway
+	propagation = 2 * time.Second  // an acked revocation must be enforced this long after it (or after the replica last was not ready/current)
+	healthyFor  = 12 * time.Second // a replica this long without a fault must be ready and current
+	stallAfter  = 3 * time.Second  // revsync.Options.StallAfter (default 10 s)
+	purgeEvery  = 2 * time.Second  // revsync.Options.PurgeEvery (default 10 s)
 	issuer      = "https://idp.explore.test"
 	otherIssuer = "https://other.explore.test"
 	audience    = "explore-api"
 	snapBucket  = "EXPLORE_SNAP"
 	nReplicas   = 3
+	maxSkew     = 4 * time.Second // how far ahead a replica's clock may jump
 	maxUnix     = 1<<32 - 1
 )
 
@@ -86,11 +88,13 @@ type world struct {
 	bySeq  map[uint64]*evRec // the current stream incarnation's messages we track
 	inc    int               // stream incarnation
 
+	snapKeys       snapshotKeys
 	reps           []*replica
 	lastDisruption time.Time
 	stats          *stats
 	viol           *violation
 	opIndex        int
+	ignoredSeen    map[string]bool
 	denied         map[[2]int]time.Time // (replica, token) first seen wrongly denied
 	unlive         map[int]time.Time    // replica first seen not ready while it had to be
 	rng            *rand.Rand           // samples tokens; never the operations
@@ -132,7 +136,8 @@ type evRec struct {
 	claim    string
 	value    string
 	exp, nb  int64
-	maybe    bool // far future, or otherwise outside what a replica must apply
+	nbSure   int64 // a cutoff certainly revokes tokens issued before this (perhaps those before nb)
+	maybe    bool  // far future, or otherwise outside what a replica must apply
 	acked    bool
 	ackedAt  time.Time
 	seq      uint64
@@ -163,6 +168,8 @@ type replica struct {
 	az        *authz.Authorizer
 	startedAt time.Time
 	startErr  error
+
+	skew atomic.Int64 // ns its clock is ahead of the real one (kept across restarts: the machine's clock)
 
 	lastUnfresh atomic.Int64 // unix ns: the last time it was not (ready and staleness 0)
 	lastReady   atomic.Bool
@@ -198,8 +205,12 @@ func (l *ringLog) logger(name string) *slog.Logger {
 }
 
 func newWorld(tb testing.TB, st *stats) (w *world, err error) {
-	w = &world{tb: tb, dir: tb.TempDir(), log: &ringLog{}, fetches: map[int][]fetched{}, bySeq: map[uint64]*evRec{}, stats: st,
-		denied: map[[2]int]time.Time{}, unlive: map[int]time.Time{}, rng: rand.New(rand.NewPCG(1, 2))}
+	dir, err := os.MkdirTemp("", "explore-")
+	if err != nil {
+		return nil, err
+	}
+	w = &world{tb: tb, dir: dir, log: &ringLog{}, fetches: map[int][]fetched{}, bySeq: map[uint64]*evRec{}, stats: st,
+		denied: map[[2]int]time.Time{}, ignoredSeen: map[string]bool{}, unlive: map[int]time.Time{}, rng: rand.New(rand.NewPCG(1, 2))}
 	defer func() {
 		if err != nil {
 			w.close()
@@ -231,6 +242,7 @@ func newWorld(tb testing.TB, st *stats) (w *world, err error) {
 		}
 	}
 	w.jwksSrv = httptest.NewServer(http.HandlerFunc(w.serveJWKS))
+	w.snapKeys = newSnapshotKeys()
 	for i := 0; i < nReplicas; i++ {
 		p, err := startProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(w.nsOpts.Port)))
 		if err != nil {
@@ -275,18 +287,21 @@ func (w *world) stopNATS() {
 	w.natsUp = false
 }
 
+// streamAge is the stream's MaxAge: the shortest the replicas accept for the window
+// (stream.MinMaxAge), plus 2 s.
+func streamAge() time.Duration { return minMaxAge(lifetime, leeway) + 2*time.Second }
+
 func (w *world) streamSettings() stream.Settings {
-	return stream.Settings{MaxTokenLifetime: streamAge, DuplicateWindow: streamAge}
+	return stream.Settings{MaxTokenLifetime: lifetime, DuplicateWindow: streamAge()}
 }
 
-// ensureStream creates the stream as stream.Config shapes it, with a MaxAge of the
-// short window plus a margin (stream.Ensure would add its own margin of minutes, and
-// nothing would age out during a run).
+// ensureStream creates the stream as stream.Config shapes it, with the shortest MaxAge
+// the replicas accept plus 2 s (stream.Ensure would add a margin of minutes).
 func (w *world) ensureStream() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cfg := stream.Config(w.streamSettings())
-	cfg.MaxAge = streamAge
+	cfg.MaxAge = streamAge()
 	_, err := w.js.CreateOrUpdateStream(ctx, cfg)
 	return err
 }
@@ -306,6 +321,7 @@ func (w *world) close() {
 		w.ns.Shutdown()
 		w.ns.WaitForShutdown()
 	}
+	_ = os.RemoveAll(w.dir)
 }
 
 // JWKS: the file the file replicas poll, and the URL (one path per replica, so that
@@ -453,16 +469,24 @@ func (r *replica) start() {
 	opts := revsync.Options{
 		MaxTokenLifetime: lifetime,
 		Leeway:           leeway,
-		Registerer:       reg,
-		Log:              log,
+		// The replica's own timers, scaled down as the window is (24 h to 6 s); the
+		// stream's MaxAge (8 s) would otherwise be shorter than StallAfter (10 s).
+		StallAfter: stallAfter,
+		PurgeEvery: purgeEvery,
+		Registerer: reg,
+		Log:        log,
 	}
 	if r.snapshot {
 		opts.SnapshotBucket = snapBucket
 	}
+	setClock(&opts, r.clock)
 	if r.rep, err = revsync.New(r.nc, r.set, opts); err != nil {
 		r.startErr = err
 		r.nc.Close()
 		return
+	}
+	if r.snapshot {
+		w.trustSnapshots(r.rep)
 	}
 	verifier := authz.NewVerifier(r.keys, authz.VerifierConfig{
 		Issuers:     []string{issuer},
@@ -517,8 +541,11 @@ func (r *replica) gateLoop() {
 
 // freshNow: the sidecar answers checks (ready, keys loaded) and reports no staleness.
 func (r *replica) freshNow(now time.Time) bool {
-	return r.startErr == nil && r.az != nil && r.az.Gate() == authz.ReasonOK && r.rep.Staleness(now) == 0
+	return r.startErr == nil && r.az != nil && r.az.Gate() == authz.ReasonOK && r.rep.Staleness(r.clock()) == 0
 }
+
+// clock is the replica's clock: the real one, plus the jumps of OpClock.
+func (r *replica) clock() time.Time { return time.Now().Add(time.Duration(r.skew.Load())) }
 
 // fresh is freshNow as seen from the explorer's goroutine.
 func (r *replica) fresh(now time.Time) bool {
