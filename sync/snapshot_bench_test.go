@@ -203,11 +203,26 @@ func TestSnapshotMissingOrCorrupt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A signed snapshot of several chunks whose second chunk is damaged: the first
+	// chunk's entries are applied (they were signed), then the stream is replayed.
+	big := &Snapshot{Stream: snap.Stream, Subjects: snap.Subjects, Created: snap.Created, Sequence: snap.Sequence}
+	for i := range 20_000 {
+		big.JTI = append(big.JTI, SnapshotJTI{Iss: snapIss, JTI: fmt.Sprintf("filler-%08d", i), Exp: time.Now().Add(time.Hour).Unix()})
+	}
+	damaged, err := big.MarshalSigned(testSnapKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(damaged) < snapshotChunkSize+4096 {
+		t.Fatalf("%d bytes: one chunk", len(damaged))
+	}
+	damaged[len(damaged)-10] ^= 1
 	objects := map[string][]byte{
-		"BAD":   []byte("REVSNAP2 truncated"),
-		"CUT":   whole[:len(whole)-3],
-		"TRAIL": append(slices.Clone(whole), 0),
-		"EMPTY": nil,
+		"CHUNK2": damaged,
+		"BAD":    []byte("REVSNAP2 truncated"),
+		"CUT":    whole[:len(whole)-3],
+		"TRAIL":  append(slices.Clone(whole), 0),
+		"EMPTY":  nil,
 	}
 	for bucket, b := range objects {
 		obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket})
@@ -218,7 +233,7 @@ func TestSnapshotMissingOrCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := map[string]string{"NONE": "missing", "BAD": "malformed", "CUT": "malformed", "TRAIL": "malformed", "EMPTY": "malformed"}
+	want := map[string]string{"NONE": "missing", "BAD": "malformed", "CUT": "malformed", "TRAIL": "malformed", "EMPTY": "malformed", "CHUNK2": "malformed"}
 	for bucket, result := range want {
 		t.Run(bucket, func(t *testing.T) {
 			r, set, _ := snapReplica(t, ns, bucket)
@@ -228,6 +243,9 @@ func TestSnapshotMissingOrCorrupt(t *testing.T) {
 			}
 			if n := snapLoads(r, result); n != 1 {
 				t.Fatalf("snapshot loads %s = %v, want 1", result, n)
+			}
+			if bucket == "CHUNK2" && !set.HasJTI(set.JTIKey(snapIss, "filler-00000000")) {
+				t.Fatal("the first chunk, signed and intact, was not applied")
 			}
 		})
 	}
