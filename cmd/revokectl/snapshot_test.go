@@ -159,3 +159,38 @@ func TestSnapshotKeys(t *testing.T) {
 	cli(t, "", "snapshot", natsFlag, "--signing-key", opub).want(t, exitFailed)
 	cli(t, "", "snapshot", "verify", natsFlag, "--public-key", okey).want(t, exitFailed)
 }
+
+// A sidecar whose --snapshot-public-key is not a public key does not start: it says
+// which flag is wrong instead of running without snapshots.
+func TestSidecarRefusesBadSnapshotKey(t *testing.T) {
+	ns := testnats.Start(t)
+	issuer, err := devissuer.New("EdDSA", "https://idp.example.com", "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	jwks, key := filepath.Join(dir, "jwks.json"), filepath.Join(dir, "snapshot.key")
+	if err := os.WriteFile(jwks, issuer.JWKS(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, []byte(opensslKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{key, filepath.Join(dir, "missing.pub")} {
+		cfg, err := config.Parse("revoked", []string{
+			"--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--admin-addr", "127.0.0.1:0",
+			"--nats-url", ns.URL(), "--jwks-file", jwks, "--snapshot-bucket", DefaultSnapshotBucket, "--snapshot-public-key", path,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := sidecar.Start(context.Background(), cfg, nil)
+		if err == nil {
+			sc.Close()
+			t.Fatalf("%s: the sidecar started", path)
+		}
+		if !strings.Contains(err.Error(), "--snapshot-public-key") {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+}

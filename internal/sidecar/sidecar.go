@@ -70,9 +70,10 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s = &Sidecar{cfg: cfg, log: log, cancel: cancel, Registry: prometheus.NewRegistry()}
+	built := s // the error returns below set s to nil
 	defer func() {
 		if err != nil {
-			s.Close()
+			built.Close()
 		}
 	}()
 	if cfg.Dev {
