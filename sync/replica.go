@@ -16,6 +16,7 @@ package sync
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,8 +48,11 @@ type Options struct {
 	Leeway           time.Duration // entries are kept this long past their last use
 	PurgeEvery       time.Duration // default 10s
 	SnapshotBucket   string        // Object Store bucket holding a snapshot to load before replaying; empty: none
-	StallAfter       time.Duration // events pending and none applied this long: new consumer; default 10s
-	CheckEvery       time.Duration // how often the stream and the consumer are checked; default 1s
+	// SnapshotPublicKeys are the Ed25519 keys a snapshot must be signed with (any of
+	// them: two during a rotation). With a bucket and no key no snapshot is used.
+	SnapshotPublicKeys []ed25519.PublicKey
+	StallAfter         time.Duration // events pending and none applied this long: new consumer; default 10s
+	CheckEvery         time.Duration // how often the stream and the consumer are checked; default 1s
 	// MaxEntries bounds the live entries (jti and cutoff together); default
 	// DefaultMaxEntries. A replica that reaches it stops adding entries, says it is not
 	// ready (it can no longer promise to deny every revoked token) and counts each
@@ -92,6 +96,7 @@ type Replica struct {
 	// applies every event of the stream, and a label lookup per event shows.
 	appliedJTI, appliedCutoff prometheus.Counter
 	resets                    prometheus.Counter
+	snapshotLoads             *prometheus.CounterVec
 	propagation               prometheus.Histogram
 	pending                   atomic.Uint64 // the consumer's pending count at the last message or check
 }
@@ -166,6 +171,15 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 		// 1 ms to 10 s.
 		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	})
+	r.snapshotLoads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "revoked_snapshot_loads_total",
+		Help: "Snapshot loads at start, by result (ok, missing, no_key, old_format, bad_signature, other_stream, malformed, error); any result but ok means a full replay.",
+	}, []string{"result"})
+	if opts.SnapshotBucket != "" {
+		for _, res := range snapshotResults {
+			r.snapshotLoads.WithLabelValues(res)
+		}
+	}
 	r.appliedJTI = r.applied.WithLabelValues(event.TypeJTI)
 	r.appliedCutoff = r.applied.WithLabelValues(event.TypeCutoff)
 	for _, reason := range []string{"malformed", "too_large", "unknown_type", "invalid", "expired", "replica_full"} {
@@ -174,7 +188,7 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	for _, field := range []string{"exp", "not_before"} {
 		r.clamped.WithLabelValues(field)
 	}
-	opts.Registerer.MustRegister(r.applied, r.rejected, r.clamped, r.purged, r.resets, r.propagation,
+	opts.Registerer.MustRegister(r.applied, r.rejected, r.clamped, r.purged, r.resets, r.propagation, r.snapshotLoads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "revoked_sync_lag_messages", Help: "Events in the stream the replica has not applied yet, from its consumer's pending count.",
 		}, func() float64 { return float64(r.pending.Load()) }),
@@ -327,6 +341,9 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 	}
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	// Read before asking: the stream held at least this much when it answered, while
+	// events applied during the request may be past its answer.
+	applied := r.lastSeq.Load()
 	info, err := r.stream.Info(c)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
@@ -346,13 +363,13 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 	}
 	r.checkWindow(info)
 	r.checkMirror(info, now)
-	if !info.Created.Equal(r.created) || info.State.LastSeq < r.lastSeq.Load() {
+	if !info.Created.Equal(r.created) || info.State.LastSeq < applied {
 		// Deleted and created again, or restored from an older backup: the new
 		// stream's sequences are not the ones applied. Keep the set (revocations only
 		// grow) and replay the new stream from its start.
 		r.log.Error("revocation stream replaced; replaying it from its start, not ready until caught up",
 			"stream", r.opts.Stream, "created", info.Created, "was_created", r.created,
-			"last_sequence", info.State.LastSeq, "applied_sequence", r.lastSeq.Load())
+			"last_sequence", info.State.LastSeq, "applied_sequence", applied)
 		r.created = info.Created
 		r.target.Store(info.State.LastSeq)
 		r.restart(ctx, now, "stream replaced")

@@ -96,12 +96,11 @@ func TestSecuritySnapshotPermissions(t *testing.T) {
 	t.Cleanup(nc.Close)
 	logs := &logbuf.Buffer{}
 	set := blocklist.New()
-	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: "SNAP",
+	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: "SNAP", SnapshotPublicKeys: []ed25519.PublicKey{pub},
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.SetSnapshotPublicKeys(pub)
 	runReplica(t, r)
 	deadline := time.Now().Add(20 * time.Second)
 	for r.LastSequence() < last {

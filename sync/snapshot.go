@@ -14,16 +14,11 @@ import (
 	"io"
 	"maps"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
-	gosync "sync"
-	"sync/atomic"
 	"time"
-	"weak"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/revoked-dev/revoked/event"
 )
@@ -713,37 +708,11 @@ func ParseSnapshotPublicKeys(b []byte) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-// snapState is what a replica keeps for snapshots besides Options: the trusted keys and
-// the load counter. It lives beside the Replica (see snapStates) until Options carries
-// the keys.
-type snapState struct {
-	keys  atomic.Pointer[[]ed25519.PublicKey]
-	once  gosync.Once
-	loads *prometheus.CounterVec
-}
-
-// snapStates maps a replica (weakly: a replica that is gone takes its entry with it) to
-// its snapState.
-var snapStates gosync.Map // weak.Pointer[Replica] → *snapState
-
-func (r *Replica) snapState() *snapState {
-	wp := weak.Make(r)
-	if v, ok := snapStates.Load(wp); ok {
-		return v.(*snapState)
-	}
-	v, loaded := snapStates.LoadOrStore(wp, &snapState{})
-	if !loaded {
-		runtime.AddCleanup(r, func(k weak.Pointer[Replica]) { snapStates.Delete(k) }, wp)
-	}
-	return v.(*snapState)
-}
-
-// SetSnapshotPublicKeys sets the Ed25519 public keys a snapshot must be signed with (any
-// of them); call it before Run. A replica with Options.SnapshotBucket and no key uses no
-// snapshot: it replays the whole stream and says why.
+// SetSnapshotPublicKeys sets Options.SnapshotPublicKeys; call it before Run.
+//
+// Deprecated: set Options.SnapshotPublicKeys.
 func (r *Replica) SetSnapshotPublicKeys(keys ...ed25519.PublicKey) {
-	k := slices.Clone(keys)
-	r.snapState().keys.Store(&k)
+	r.opts.SnapshotPublicKeys = slices.Clone(keys)
 }
 
 // Snapshot load results (revoked_snapshot_loads_total{result}).
@@ -758,27 +727,8 @@ const (
 	snapError       = "error"         // NATS errors, timeouts
 )
 
-func (r *Replica) snapshotLoads() *prometheus.CounterVec {
-	st := r.snapState()
-	st.once.Do(func() {
-		st.loads = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "revoked_snapshot_loads_total",
-			Help: "Snapshot loads at start, by result (ok, missing, no_key, old_format, bad_signature, other_stream, malformed, error); any result but ok means a full replay.",
-		}, []string{"result"})
-		for _, res := range []string{snapOK, snapMissing, snapNoKey, snapOldFormat, snapBadSig, snapOtherStream, snapMalformed, snapError} {
-			st.loads.WithLabelValues(res)
-		}
-		if err := r.opts.Registerer.Register(st.loads); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if c, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-					st.loads = c
-				}
-			}
-		}
-	})
-	return st.loads
-}
+// snapshotResults are the labels of revoked_snapshot_loads_total.
+var snapshotResults = []string{snapOK, snapMissing, snapNoKey, snapOldFormat, snapBadSig, snapOtherStream, snapMalformed, snapError}
 
 // loadSnapshot applies the snapshot of Options.SnapshotBucket, if there is a usable one,
 // sets the last applied sequence to its sequence, and returns it (0: none, replay
@@ -793,7 +743,7 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	if r.opts.SnapshotBucket == "" {
 		return 0
 	}
-	loads := r.snapshotLoads()
+	loads := r.snapshotLoads
 	c, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -803,10 +753,7 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 			append([]any{"bucket", r.opts.SnapshotBucket, "stream", r.opts.Stream, "result", result}, args...)...)
 		return 0
 	}
-	var keys []ed25519.PublicKey
-	if k := r.snapState().keys.Load(); k != nil {
-		keys = *k
-	}
+	keys := r.opts.SnapshotPublicKeys
 	if len(keys) == 0 {
 		return fail(snapNoKey, "no snapshot public key is set (--snapshot-public-key)")
 	}

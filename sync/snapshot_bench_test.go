@@ -75,11 +75,11 @@ func startReplicaWith(t testing.TB, ns *testnats.Server, opts Options, keys ...e
 	if opts.Registerer == nil {
 		opts.Registerer = reg
 	}
+	opts.SnapshotPublicKeys = keys
 	r, err := New(ns.Connect(nats.MaxReconnects(-1)), set, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.SetSnapshotPublicKeys(keys...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
@@ -104,7 +104,7 @@ func snapWait(t *testing.T, what string, cond func() bool) {
 
 // snapLoads is revoked_snapshot_loads_total{result}.
 func snapLoads(r *Replica, result string) float64 {
-	return testutil.ToFloat64(r.snapshotLoads().WithLabelValues(result))
+	return testutil.ToFloat64(r.snapshotLoads.WithLabelValues(result))
 }
 
 // A snapshot holds every event before it, even those already past use when it is built

@@ -238,11 +238,10 @@ func replicaStart(ctx context.Context, url, bucket string, pub ed25519.PublicKey
 	}
 	defer nc.Close()
 	set := blocklist.New()
-	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: bucket, Registerer: prometheus.NewRegistry()})
+	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: bucket, SnapshotPublicKeys: []ed25519.PublicKey{pub}, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		return 0, err
 	}
-	r.SetSnapshotPublicKeys(pub)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = r.Run(rctx); close(done) }()

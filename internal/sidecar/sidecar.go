@@ -100,26 +100,26 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 	if s.nc, err = cfg.NATS.Connect(log); err != nil {
 		return nil, err
 	}
+	var snapshotKeys []ed25519.PublicKey
+	if cfg.SnapshotPublicKey != "" {
+		if snapshotKeys, err = readSnapshotKeys(cfg.SnapshotPublicKey); err != nil {
+			return nil, err
+		}
+	}
 	s.Replica, err = revsync.New(s.nc, s.Set, revsync.Options{
-		Stream:           cfg.Stream,
-		SubjectPrefix:    cfg.SubjectPrefix,
-		SnapshotBucket:   cfg.SnapshotBucket,
-		CutoffClaims:     cfg.CutoffClaims,
-		MaxTokenLifetime: cfg.MaxTokenLife,
-		Leeway:           cfg.Leeway,
-		MaxEntries:       cfg.MaxEntries,
-		Registerer:       s.Registry,
-		Log:              log,
+		Stream:             cfg.Stream,
+		SubjectPrefix:      cfg.SubjectPrefix,
+		SnapshotBucket:     cfg.SnapshotBucket,
+		SnapshotPublicKeys: snapshotKeys,
+		CutoffClaims:       cfg.CutoffClaims,
+		MaxTokenLifetime:   cfg.MaxTokenLife,
+		Leeway:             cfg.Leeway,
+		MaxEntries:         cfg.MaxEntries,
+		Registerer:         s.Registry,
+		Log:                log,
 	})
 	if err != nil {
 		return nil, err
-	}
-	if cfg.SnapshotPublicKey != "" {
-		keys, err := readSnapshotKeys(cfg.SnapshotPublicKey)
-		if err != nil {
-			return nil, err
-		}
-		s.Replica.SetSnapshotPublicKeys(keys...)
 	}
 
 	verifier := authz.NewVerifier(s.keys, authz.VerifierConfig{
