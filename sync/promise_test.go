@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/poll"
+	"github.com/revoked-dev/revoked/internal/testnats"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -293,5 +295,44 @@ func TestMirrorCutOffIsStale(t *testing.T) {
 	poll.Until(t, 15*time.Second, "stale while the mirror is cut off", func() bool { return f.r.Staleness(time.Now()) > 0 })
 	if !f.r.Ready() {
 		t.Fatal("a replica of a cut-off mirror keeps what it has: ready, and stale")
+	}
+}
+
+// Row 2, from a snapshot: the last message was deleted before the snapshot was built, so
+// the stream's last sequence is past every message and past the snapshot. A replica
+// started from it has nothing left to replay: it is ready, and stays current.
+func TestSnapshotAtDeletedLastMessage(t *testing.T) {
+	ns := testnats.Start(t)
+	js := ns.CreateStream(stream.Settings{})
+	ctx := context.Background()
+	snapPublish(t, js, snapJTI("a"), snapJTI("b"), snapJTI("deleted"))
+	st, err := js.Stream(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := BuildSnapshot(ctx, js, Options{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSnapshot(ctx, js, "SNAP", snap, testSnapKey); err != nil {
+		t.Fatal(err)
+	}
+	opts := fast
+	opts.SnapshotBucket = "SNAP"
+	r, set, _, stop := startReplicaWith(t, ns, opts, testSnapPub)
+	t.Cleanup(stop)
+	if !r.Ready() || testutil.ToFloat64(r.snapshotLoads.WithLabelValues(snapOK)) != 1 {
+		t.Fatalf("ready %v (%s) after the snapshot", r.Ready(), r.NotReadyReason())
+	}
+	for end := time.Now().Add(3 * fast.StallAfter); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if s := r.Staleness(time.Now()); s != 0 || !r.Ready() {
+			t.Fatalf("staleness %v, ready %v while current", s, r.Ready())
+		}
+	}
+	if !set.HasJTI(set.JTIKey(snapIss, "b")) {
+		t.Fatal("snapshot entry missing")
 	}
 }
