@@ -253,7 +253,7 @@ func (w *world) checkReplica(r *replica, sample []*token, now time.Time) (pendin
 // liveness: a replica with no fault for healthyFor must be ready and current.
 func (w *world) liveness(r *replica, now time.Time) {
 	healthySince := later(w.lastDisruption, r.startedAt, r.partEnd, w.outageEnd)
-	if !w.natsUp || r.partitioned || w.outage.Load() || now.Sub(healthySince) < healthyFor {
+	if !w.natsUp || w.streamGone || r.partitioned || w.outage.Load() || now.Sub(healthySince) < healthyFor {
 		delete(w.unlive, r.idx)
 		return
 	}

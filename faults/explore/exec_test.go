@@ -59,7 +59,7 @@ func (w *world) exec(op Op) {
 	case OpHeal:
 		w.heal(w.reps[op.arg(0)%len(w.reps)])
 	case OpStreamRecreate:
-		if !w.natsUp {
+		if !w.natsUp || w.streamGone {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -73,6 +73,21 @@ func (w *world) exec(op Op) {
 			w.stats.count("recreate-create-failed")
 		}
 		w.lastDisruption = time.Now()
+	case OpStreamDelete:
+		if !w.natsUp || w.streamGone {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := w.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
+			w.stats.count("stream-delete-failed")
+			return
+		}
+		w.forgetStream()
+		w.streamGone = true
+		w.lastDisruption = time.Now()
+	case OpStreamCreate:
+		w.streamCreate()
 	case OpDeleteMsg:
 		w.deleteMsg(op.arg(0), op.arg(1))
 	case OpPurgeSubject:
@@ -131,6 +146,19 @@ func (w *world) natsStart() {
 	w.lastDisruption = time.Now()
 }
 
+// streamCreate creates the stream deleted by OpStreamDelete.
+func (w *world) streamCreate() {
+	if !w.natsUp || !w.streamGone {
+		return
+	}
+	if err := w.ensureStream(); err != nil {
+		w.stats.count("stream-create-failed")
+		return
+	}
+	w.streamGone = false
+	w.lastDisruption = time.Now()
+}
+
 func (w *world) heal(r *replica) {
 	if r.partitioned {
 		r.proxy.heal()
@@ -142,6 +170,7 @@ func (w *world) heal(r *replica) {
 // healAll ends every fault, for the final liveness phase.
 func (w *world) healAll() {
 	w.natsStart()
+	w.streamCreate()
 	for _, r := range w.reps {
 		w.heal(r)
 		if r.startErr != nil {

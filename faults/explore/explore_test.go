@@ -21,7 +21,9 @@
 //	EXPLORE_SEED=n        run seed n only (with EXPLORE_DURATION: the first seed of the long form)
 //	EXPLORE_STEPS=n       operations per run (default 70 in the short form, 250 in the long form)
 //	EXPLORE_OPS='...'     replay this operation list (as printed) instead of a generated one
-//	EXPLORE_DURATION=20m  the long form: runs of successive seeds until the time is up
+//	EXPLORE_DURATION=20m  the long form: the known lists (known_test.go), then runs of successive
+//	                      seeds until the time is up
+//	EXPLORE_KNOWN=1       replay the known lists only: the holes found on b85a661 (issue 9)
 //	EXPLORE_SHRINK=0      do not shrink; EXPLORE_SHRINK_BUDGET=5m bounds the shrinking (default 3m)
 //	EXPLORE_IGNORE=k1,k2  violation kinds (revoked-allowed, removed-key-allowed, valid-denied,
 //	                      liveness) counted and logged, not failed on: to look past a known bug
@@ -35,6 +37,7 @@ package explore
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +75,10 @@ func TestExplore(t *testing.T) {
 	total := newStats()
 	defer func() { t.Logf("explorer figures: %s", total) }()
 
+	if knownRequested() {
+		testKnown(t, total)
+		return
+	}
 	if s := os.Getenv("EXPLORE_OPS"); s != "" {
 		ops, err := ParseOps(s)
 		if err != nil {
@@ -97,6 +104,7 @@ func TestExplore(t *testing.T) {
 		if !seedSet {
 			seed = uint64(time.Now().UnixNano() % 1_000_000)
 		}
+		testKnown(t, total)
 		long(t, total, seed, dur, envInt(t, "EXPLORE_STEPS", 250))
 		return
 	}
@@ -145,6 +153,9 @@ func long(t *testing.T, total *stats, first uint64, dur time.Duration, steps int
 				st := newStats()
 				ops := Generate(seed, steps)
 				v, executed := runOps(t, st, ops, true)
+				if v != nil {
+					st.count("violation:" + v.kind)
+				}
 				mu.Lock()
 				total.add(st)
 				newKind := v != nil && !seen[v.kind]
@@ -153,7 +164,7 @@ func long(t *testing.T, total *stats, first uint64, dur time.Duration, steps int
 				}
 				mu.Unlock()
 				if v == nil {
-					t.Logf("seed %d: %d ops, no violation (%v left)", seed, executed, time.Until(deadline).Round(time.Second))
+					t.Logf("seed %d: %d ops, no violation (%v left); %s", seed, executed, time.Until(deadline).Round(time.Second), st)
 					continue
 				}
 				t.Errorf("seed %d: VIOLATION %s", seed, v)
@@ -170,6 +181,9 @@ func long(t *testing.T, total *stats, first uint64, dur time.Duration, steps int
 func explore(t *testing.T, st *stats, seed uint64, ops []Op, shrinkIt bool) {
 	start := time.Now()
 	v, executed := runOps(t, st, ops, true)
+	if v != nil {
+		st.count("violation:" + v.kind)
+	}
 	t.Logf("seed %d: %d of %d ops in %v; %s", seed, executed, len(ops), time.Since(start).Round(time.Millisecond), st)
 	if v == nil {
 		return
@@ -238,8 +252,23 @@ func runOps(t *testing.T, st *stats, ops []Op, fullFinal bool) (*violation, int)
 	}
 	if w.viol != nil && os.Getenv("EXPLORE_VERBOSE") != "" {
 		t.Logf("replica log tail:\n%s", w.log.tail(60))
+		t.Logf("goroutines in revoked/sync:\n%s", syncStacks())
 	}
 	return w.viol, executed
+}
+
+// syncStacks returns the stacks of the goroutines running revoked's sync package: where
+// a replica that is not ready waits.
+func syncStacks() string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "revoked/sync.") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // final heals every fault, waits until each replica has been healthy for healthyFor

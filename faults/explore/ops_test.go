@@ -34,6 +34,8 @@ const (
 	OpJWKSOutage                 // the JWKS URL answers 503: on (1) / off (0)
 	OpSleep                      // time passes: ms
 	OpClock                      // a replica's clock jumps forward (revsync.Options.Now, authz Decide's now): replica, ms
+	OpStreamDelete               // delete the stream (publishes fail, replicas find it gone) until OpStreamCreate
+	OpStreamCreate               // create it again
 	numKinds
 )
 
@@ -44,6 +46,7 @@ var kindNames = [...]string{
 	OpStreamRecreate: "recreate", OpDeleteMsg: "rmm", OpPurgeSubject: "purge",
 	OpSnapshot: "snapshot", OpKeyAdd: "keyadd", OpKeyRemove: "keyrm",
 	OpJWKSOutage: "jwksoutage", OpSleep: "sleep", OpClock: "clock",
+	OpStreamDelete: "streamdel", OpStreamCreate: "streamcreate",
 }
 
 func (k Kind) String() string {
@@ -115,9 +118,8 @@ func ParseOps(s string) ([]Op, error) {
 	return ops, nil
 }
 
-// Generate returns n operations drawn from seed. It is a pure function of (seed, n)
-// prefixes: Generate(s, n)[:m] == Generate(s, m) for m <= n is not promised, so a
-// replay names both.
+// Generate returns n operations drawn from seed: a pure function of (seed, n), so a
+// replay names both (EXPLORE_SEED, EXPLORE_STEPS).
 //
 // The generator keeps a rough idea of the state (NATS up, partitions, outage) so that
 // faults are mostly healed a few operations later, as Jepsen's nemesis schedules do,
@@ -125,7 +127,7 @@ func ParseOps(s string) ([]Op, error) {
 func Generate(seed uint64, n int) []Op {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var ops []Op
-	natsDown := false
+	natsDown, streamGone := false, false
 	parted := map[int]bool{}
 	outage := false
 	minted := 0
@@ -143,7 +145,7 @@ func Generate(seed uint64, n int) []Op {
 		{OpMint, 14}, {OpPubJTI, 14}, {OpPubCutoff, 12}, {OpPubDup, 4}, {OpPubBad, 4},
 		{OpNATSStop, 2}, {OpReplicaRestart, 6}, {OpPartition, 3},
 		{OpStreamRecreate, 2}, {OpDeleteMsg, 3}, {OpPurgeSubject, 1}, {OpSnapshot, 4},
-		{OpKeyAdd, 2}, {OpKeyRemove, 2}, {OpJWKSOutage, 2}, {OpSleep, 14}, {OpClock, 2},
+		{OpKeyAdd, 2}, {OpKeyRemove, 2}, {OpJWKSOutage, 2}, {OpSleep, 14}, {OpClock, 2}, {OpStreamDelete, 1},
 	}
 	total := 0
 	for _, x := range weights {
@@ -161,6 +163,11 @@ func Generate(seed uint64, n int) []Op {
 				add(OpHeal, rep)
 				delete(parted, rep)
 			}
+		}
+		if streamGone && r.IntN(3) == 0 {
+			add(OpStreamCreate)
+			streamGone = false
+			continue
 		}
 		if outage && r.IntN(4) == 0 {
 			add(OpJWKSOutage, 0)
@@ -238,6 +245,11 @@ func Generate(seed uint64, n int) []Op {
 			}
 		case OpClock:
 			add(k, r.IntN(3), 200+r.IntN(1800))
+		case OpStreamDelete:
+			if !streamGone {
+				add(k)
+				streamGone = true
+			}
 		case OpSleep:
 			ms := 100 + r.IntN(1500)
 			if r.IntN(6) == 0 {

@@ -65,11 +65,12 @@ type world struct {
 	dir string
 	log *ringLog
 
-	nsOpts *server.Options
-	ns     *server.Server
-	natsUp bool
-	pub    *nats.Conn
-	js     jetstream.JetStream
+	nsOpts     *server.Options
+	ns         *server.Server
+	natsUp     bool
+	streamGone bool // deleted by OpStreamDelete
+	pub        *nats.Conn
+	js         jetstream.JetStream
 
 	jwksFile string
 	jwksSrv  *httptest.Server
