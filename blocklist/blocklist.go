@@ -18,6 +18,7 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Key identifies an entry: a 128-bit keyed hash. Build keys with Set.JTIKey and
@@ -95,12 +96,36 @@ func (s *Set) Len() (jti, cutoff int) {
 	return int(s.jti.count.Load()), int(s.cutoff.count.Load())
 }
 
-// Purge removes the entries that can no longer match a live token at now: jti entries
-// whose exp is more than grace seconds past, and cutoffs older than lifetime+grace (no
-// token issued before not_before is still alive then). It works one shard at a time, so
-// readers are held up by one shard's scan at most. It returns how many entries left.
-func (s *Set) Purge(now, grace, lifetime int64) (jti, cutoff int) {
-	return s.jti.purge(now - grace), s.cutoff.purge(now - grace - lifetime)
+// Retention is how long an entry can still match a token the verifier accepts: a jti
+// entry until the token's exp plus the leeway; a cutoff until its not_before plus the
+// longest token lifetime plus the leeway (a token issued before not_before has expired
+// by then). It is the one rule for what stays live: the replica skips events already
+// past it, Purge removes entries once past it, and a jti entry's exp is bounded by it.
+type Retention struct {
+	Lifetime time.Duration // the longest token lifetime (exp - iat) the verifier accepts
+	Leeway   time.Duration // how long past exp a token is still accepted
+}
+
+func (r Retention) lifetime() int64 { return int64(r.Lifetime / time.Second) }
+func (r Retention) leeway() int64   { return int64(r.Leeway / time.Second) }
+
+// JTILive reports whether a jti entry for a token expiring at exp can match at now.
+func (r Retention) JTILive(exp, now int64) bool { return exp >= now-r.leeway() }
+
+// CutoffLive reports whether a cutoff with notBefore can match a live token at now.
+func (r Retention) CutoffLive(notBefore, now int64) bool {
+	return notBefore >= now-r.leeway()-r.lifetime()
+}
+
+// MaxExp is the latest exp a token accepted at now can carry: issued at most the leeway
+// ahead of now, living at most the lifetime.
+func (r Retention) MaxExp(now int64) int64 { return now + r.lifetime() + r.leeway() }
+
+// Purge removes the entries that can no longer match a live token at now (see
+// Retention). It works one shard at a time, so readers are held up by one shard's scan
+// at most. It returns how many entries left.
+func (s *Set) Purge(now int64, r Retention) (jti, cutoff int) {
+	return s.jti.purge(now - r.leeway()), s.cutoff.purge(now - r.leeway() - r.lifetime())
 }
 
 func clamp(t int64) uint32 {

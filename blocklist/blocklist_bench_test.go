@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The benchmarks follow nats-server's server/thw/thw_test.go: inputs built before
@@ -175,7 +176,7 @@ func BenchmarkPurge(b *testing.B) {
 	s := filled(1_000_000)
 	b.ReportAllocs()
 	for b.Loop() {
-		s.Purge(1_000_000, 10, 86400)
+		s.Purge(1_000_000, Retention{Lifetime: 86400 * time.Second, Leeway: 10 * time.Second})
 	}
 }
 

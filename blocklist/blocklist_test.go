@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestJTI(t *testing.T) {
@@ -99,7 +100,7 @@ func TestPurge(t *testing.T) {
 	s.AddCutoff(s.CutoffKey("", "sub", "old"), 100)
 	s.AddCutoff(s.CutoffKey("", "sub", "live"), 900)
 	// now=500, grace=10, lifetime=300: jti exp < 490 go; cutoffs with nb < 190 go.
-	jti, cutoff := s.Purge(500, 10, 300)
+	jti, cutoff := s.Purge(500, Retention{Lifetime: 300 * time.Second, Leeway: 10 * time.Second})
 	if jti != 1 || cutoff != 1 {
 		t.Fatalf("purged %d, %d; want 1, 1", jti, cutoff)
 	}
@@ -115,7 +116,7 @@ func TestPurge(t *testing.T) {
 	// An entry that expires exactly at the limit stays: a token with exp=490 is still
 	// accepted at 500 with 10 s of leeway.
 	s.AddJTI(s.JTIKey("", "edge"), 490)
-	if jti, _ := s.Purge(500, 10, 300); jti != 0 {
+	if jti, _ := s.Purge(500, Retention{Lifetime: 300 * time.Second, Leeway: 10 * time.Second}); jti != 0 {
 		t.Fatal("purged an entry still inside the leeway")
 	}
 }
@@ -181,12 +182,32 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 	for i := 0; i < 20000; i++ {
 		s.AddJTI(s.JTIKey("i", fmt.Sprint("jti-", i)), int64(i))
 		if i%1000 == 0 {
-			s.Purge(int64(i), 0, 10)
+			s.Purge(int64(i), Retention{Lifetime: 10 * time.Second})
 		}
 	}
 	close(stop)
 	wg.Wait()
 	if !s.HasJTI(s.JTIKey("i", "jti-19999")) {
 		t.Fatal("last entry missing")
+	}
+}
+
+// One rule: an entry survives Purge exactly when Retention says it is live, so the
+// replica (which skips events Retention calls dead) and Purge never disagree.
+func TestRetentionMatchesPurge(t *testing.T) {
+	r := Retention{Lifetime: 300 * time.Second, Leeway: 10 * time.Second}
+	const now = 10_000
+	for v := int64(now - 400); v <= now+20; v++ {
+		s := New()
+		s.AddJTI(s.JTIKey("", "j"), v)
+		s.AddCutoff(s.CutoffKey("", "sub", "u"), v)
+		s.Purge(now, r)
+		_, cutoffKept := s.Cutoff(s.CutoffKey("", "sub", "u"))
+		if jtiKept := s.HasJTI(s.JTIKey("", "j")); jtiKept != r.JTILive(v, now) {
+			t.Fatalf("jti exp %d: kept %v, JTILive %v", v, jtiKept, r.JTILive(v, now))
+		}
+		if cutoffKept != r.CutoffLive(v, now) {
+			t.Fatalf("cutoff not_before %d: kept %v, CutoffLive %v", v, cutoffKept, r.CutoffLive(v, now))
+		}
 	}
 }

@@ -72,6 +72,8 @@ type Replica struct {
 	opts Options
 	log  *slog.Logger
 	now  func() time.Time
+	// retention is what stays live: events past it are skipped, entries past it purged.
+	retention blocklist.Retention
 
 	target      atomic.Uint64 // the stream's last sequence when the replica (re)started replaying it
 	lastSeq     atomic.Uint64 // last stream sequence applied
@@ -148,7 +150,8 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Replica{nc: nc, js: js, set: set, opts: opts, log: opts.Log, now: opts.Now, readyCh: make(chan struct{})}
+	r := &Replica{nc: nc, js: js, set: set, opts: opts, log: opts.Log, now: opts.Now, readyCh: make(chan struct{}),
+		retention: blocklist.Retention{Lifetime: opts.MaxTokenLifetime, Leeway: opts.Leeway}}
 	r.lastContact.Store(r.now().UnixNano())
 	r.applied = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "revoked_events_applied_total", Help: "Revocation events applied to the replica, by type.",
@@ -313,8 +316,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 		case <-purge.C:
 			now := r.now()
-			grace := int64(r.opts.Leeway / time.Second)
-			jti, cutoff := r.set.Purge(now.Unix(), grace, int64(r.opts.MaxTokenLifetime/time.Second))
+			jti, cutoff := r.set.Purge(now.Unix(), r.retention)
 			r.purged.WithLabelValues("jti").Add(float64(jti))
 			r.purged.WithLabelValues("cutoff").Add(float64(cutoff))
 			if r.full.Load() && r.entries() < r.opts.MaxEntries*9/10 {
@@ -694,15 +696,13 @@ func EffectiveNotBefore(notBefore int64, stored time.Time) int64 {
 // beyond MaxEntries ("replica_full"). It returns the reason an event was not kept, or
 // "".
 func (r *Replica) applyEvent(ev *event.Event, now time.Time) string {
-	grace := int64(r.opts.Leeway / time.Second)
-	life := int64(r.opts.MaxTokenLifetime / time.Second)
 	switch ev.Type {
 	case event.TypeJTI:
-		if ev.Exp+grace < now.Unix() {
+		if !r.retention.JTILive(ev.Exp, now.Unix()) {
 			return "expired" // no request can carry the token any more
 		}
 		exp := ev.Exp
-		if limit := now.Unix() + life + grace; exp > limit {
+		if limit := r.retention.MaxExp(now.Unix()); exp > limit {
 			// No token the verifier accepts lives past this (exp - iat within the
 			// window, iat not in the future): keeping the entry longer only costs
 			// memory, and a far exp would never be purged.
@@ -716,7 +716,7 @@ func (r *Replica) applyEvent(ev *event.Event, now time.Time) string {
 		r.set.AddJTI(k, exp)
 		r.appliedJTI.Inc()
 	case event.TypeCutoff:
-		if ev.NotBefore+life+grace < now.Unix() {
+		if !r.retention.CutoffLive(ev.NotBefore, now.Unix()) {
 			return "expired"
 		}
 		k := r.set.CutoffKey(ev.Iss, ev.Claim, ev.Value)
