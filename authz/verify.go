@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/event"
 )
 
 // VerifierConfig holds the claim checks.
@@ -67,9 +68,8 @@ func NewVerifier(keys *Keys, cfg VerifierConfig) *Verifier {
 		parser: jwt.NewParser(jwt.WithValidMethods(keys.Methods()), jwt.WithoutClaimsValidation()),
 	}
 	for _, c := range cfg.CutoffClaims {
-		switch c {
-		case "sub", "sid", "client_id":
-		default:
+		// The built-in claims are read from the decoded claims below.
+		if !slices.Contains(event.DefaultCutoffClaims, c) && !slices.Contains(v.extra, c) {
 			v.extra = append(v.extra, c)
 		}
 	}
