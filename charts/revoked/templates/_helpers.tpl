@@ -407,3 +407,26 @@ Volumes of the ingest pod, matching revoked.ingestVolumeMounts.
     secretName: {{ . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Labels of the monitoring resources: the common labels and monitoring.labels (e.g. the
+Prometheus Operator's selectors).
+*/}}
+{{- define "revoked.monitoringLabels" -}}
+{{ include "revoked.labels" . }}
+{{- with .Values.monitoring.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+revoked.alertMeta renders an alert's labels (severity, then prometheusRule.alertLabels)
+and annotations (summary, description, then prometheusRule.alertAnnotations). Argument:
+dict "r" (monitoring.prometheusRule), "severity", "summary", "description".
+*/}}
+{{- define "revoked.alertMeta" -}}
+labels:
+  {{- toYaml (merge (dict "severity" .severity) .r.alertLabels) | nindent 2 }}
+annotations:
+  {{- toYaml (merge (dict "summary" .summary "description" .description) .r.alertAnnotations) | nindent 2 }}
+{{- end }}
