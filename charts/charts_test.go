@@ -25,9 +25,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
-	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/envoy"
-	"github.com/revoked-dev/revoked/ingest"
+	"github.com/revoked-dev/revoked/internal/ingestd"
+	"github.com/revoked-dev/revoked/internal/sidecar"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
 
@@ -478,7 +478,7 @@ func checkSidecar(t *testing.T, where string, c corev1.Container) {
 		}
 	}
 	// The rendered arguments are ones the sidecar really accepts.
-	if _, err := config.Parse("revoked", c.Args); err != nil {
+	if _, err := sidecar.ParseSettings(c.Args); err != nil {
 		t.Errorf("%s: revoked refuses the rendered args %v: %v", where, c.Args, err)
 	}
 }
@@ -589,7 +589,7 @@ func checkIngest(t *testing.T, m *manifests) {
 	c := container(t, dep.Spec.Template.Spec, "ingest")
 	if len(c.Args) == 0 || c.Args[0] != "ingest" {
 		t.Errorf("args %v, want the ingest subcommand first", c.Args)
-	} else if _, _, err := ingest.Parse("revoked ingest", c.Args[1:]); err != nil {
+	} else if _, err := ingestd.ParseSettings(c.Args[1:]); err != nil {
 		t.Errorf("revoked ingest refuses the rendered args %v: %v", c.Args, err)
 	}
 	checkProbe(t, "ingest readiness", c, c.ReadinessProbe, "/readyz")
@@ -843,13 +843,13 @@ func TestDefaultsMatchContract(t *testing.T) {
 	}
 	rc, _ := revokedContainer(t, "example", dep.Spec.Template.Spec)
 	f := flags(rc)
-	if f["grpc-addr"] != config.DefaultGRPCAddr {
-		t.Errorf("--grpc-addr %s, contract default %s", f["grpc-addr"], config.DefaultGRPCAddr)
+	if f["grpc-addr"] != sidecar.DefaultGRPCAddr {
+		t.Errorf("--grpc-addr %s, contract default %s", f["grpc-addr"], sidecar.DefaultGRPCAddr)
 	}
-	if f["http-addr"] != config.DefaultHTTPAddr {
-		t.Errorf("--http-addr %s, contract default %s", f["http-addr"], config.DefaultHTTPAddr)
+	if f["http-addr"] != sidecar.DefaultHTTPAddr {
+		t.Errorf("--http-addr %s, contract default %s", f["http-addr"], sidecar.DefaultHTTPAddr)
 	}
-	_, cport := splitPort(t, config.DefaultAdminAddr)
+	_, cport := splitPort(t, sidecar.DefaultAdminAddr)
 	if _, p := splitPort(t, f["admin-addr"]); p != cport {
 		t.Errorf("--admin-addr port %d, contract default %d", p, cport)
 	}

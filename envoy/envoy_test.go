@@ -20,18 +20,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/revoked-dev/revoked/config"
+	"github.com/revoked-dev/revoked/internal/sidecar"
 )
 
 // The Envoy bootstraps of this directory and the address each one's ext_authz filter must
-// call: the sidecar's defaults from the contract (config package), or the socket path.
+// call: the sidecar's defaults from the contract (package internal/sidecar), or the socket path.
 var bootstraps = map[string]struct {
 	grpc bool
 	addr string
 }{
-	"sidecar.yaml":      {grpc: true, addr: config.DefaultGRPCAddr},
+	"sidecar.yaml":      {grpc: true, addr: sidecar.DefaultGRPCAddr},
 	"sidecar-unix.yaml": {grpc: true, addr: "unix://" + SocketPath},
-	"sidecar-http.yaml": {grpc: false, addr: config.DefaultHTTPAddr},
+	"sidecar-http.yaml": {grpc: false, addr: sidecar.DefaultHTTPAddr},
 }
 
 // maxTimeout bounds the ext_authz timeout: a check is answered in well under 1 ms.
@@ -321,7 +321,7 @@ func num(t *testing.T, v any) int {
 // TestIstio checks that the mesh's extension provider, the ServiceEntry and the
 // AuthorizationPolicy name the same provider and reach the sidecar's default gRPC address.
 func TestIstio(t *testing.T) {
-	host, port := hostPort(t, config.DefaultGRPCAddr)
+	host, port := hostPort(t, sidecar.DefaultGRPCAddr)
 	mesh := one(t, "istio/mesh-config.yaml")
 	se := one(t, "istio/service-entry.yaml")
 	ap := one(t, "istio/authorization-policy.yaml")
@@ -371,7 +371,7 @@ func TestIstio(t *testing.T) {
 // TestGateway checks that the SecurityPolicy's backend is the Service in revoked.yaml and
 // that the Service reaches revoked's gRPC port (the --grpc-addr default port).
 func TestGateway(t *testing.T) {
-	_, port := hostPort(t, config.DefaultGRPCAddr)
+	_, port := hostPort(t, sidecar.DefaultGRPCAddr)
 	sp := one(t, "gateway/security-policy.yaml")
 	if obj(t, sp, "kind") != "SecurityPolicy" {
 		t.Fatal("security-policy.yaml is not a SecurityPolicy")

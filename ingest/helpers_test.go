@@ -24,6 +24,7 @@ import (
 
 	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/flags"
 	"github.com/revoked-dev/revoked/internal/testnats"
 	"github.com/revoked-dev/revoked/internal/testpki"
 	"github.com/revoked-dev/revoked/stream"
@@ -120,17 +121,13 @@ func testConfig(t *testing.T, natsURL string, key signer) *Config {
 	cfg := &Config{
 		Listen: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		BearerTokenFile: writeSecret(t, dir, "bearer", testBearer),
-		JWKSFile:        writeJWKS(t, dir, key),
-		Issuers:         []string{testIssuer},
+		Keys:            flags.Keys{JWKSFile: writeJWKS(t, dir, key), Issuers: []string{testIssuer}, Leeway: 30 * time.Second},
 		LogoutAudiences: []string{testRP},
-		Leeway:          30 * time.Second,
 		LogoutMaxAge:    5 * time.Minute,
-		Stream:          event.DefaultStream,
-		SubjectPrefix:   event.DefaultSubjectPrefix,
+		Events:          flags.Events{Stream: event.DefaultStream, SubjectPrefix: event.DefaultSubjectPrefix},
 		AckTimeout:      300 * time.Millisecond,
 		Attempts:        2,
 		MaxBody:         DefaultMaxBody,
-		LogLevel:        "info",
 	}
 	cfg.NATS.URL = natsURL
 	return cfg

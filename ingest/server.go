@@ -49,7 +49,8 @@ type Server struct {
 
 // Start connects to NATS (in the background: until it is connected /readyz says 503),
 // loads the keys and secrets, and serves the API and the admin endpoints. Metrics are
-// registered with reg.
+// registered with reg. The logger and reg are the caller's: the ingest API neither
+// parses flags nor configures logging (internal/ingestd does, for `revoked ingest`).
 func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -57,6 +58,8 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	own := *cfg // the server keeps its own copy: the caller's stays as it was
+	cfg = &own
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{cfg: cfg, log: log, now: time.Now, replay: newReplayCache(), cancel: cancel}
 	ok := false
@@ -101,8 +104,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 	}
 	go s.watchFiles(ctx, reloadEvery)
 
-	cfg.NATS.Name = "revoked-ingest"
-	nc, err := cfg.NATS.Connect(log)
+	natsOpts := cfg.NATS
+	natsOpts.Name = "revoked-ingest"
+	nc, err := natsOpts.Connect(log)
 	if err != nil {
 		return nil, err
 	}

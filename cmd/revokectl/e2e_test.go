@@ -13,9 +13,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/ingest"
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/ingestd"
 	"github.com/revoked-dev/revoked/internal/sidecar"
 	"github.com/revoked-dev/revoked/internal/testnats"
 )
@@ -40,7 +40,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := os.WriteFile(jwks, issuer.JWKS(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("revoked", []string{
+	cfg, err := sidecar.ParseSettings([]string{
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--admin-addr", "127.0.0.1:0",
 		"--nats-url", ns.URL(), "--jwks-file", jwks, "--issuer", iss, "--audience", aud,
 		"--token-cache-size", "1000",
@@ -78,7 +78,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("ingest-bearer-token-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	icfg, _, err := ingest.Parse("revoked ingest", []string{
+	icfg, err := ingestd.ParseSettings([]string{
 		"--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--nats-url", ns.URL(),
 		"--bearer-token-file", secret, "--jwks-file", jwks, "--issuer", iss, "--audience", aud,
 		"--logout-audience", rp,
@@ -86,7 +86,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ing, err := ingest.Start(context.Background(), icfg, nil, prometheus.NewRegistry())
+	ing, err := ingest.Start(context.Background(), &icfg.Config, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/logbuf"
 	"github.com/revoked-dev/revoked/internal/sidecar"
@@ -65,7 +64,7 @@ func TestSnapshotColdStart(t *testing.T) {
 		cli(t, "", "revoke", "token", tok, natsFlag).want(t, exitOK)
 	}
 
-	cfg, err := config.Parse("revoked", []string{
+	cfg, err := sidecar.ParseSettings([]string{
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--admin-addr", "127.0.0.1:0",
 		"--nats-url", ns.URL(), "--jwks-file", jwks, "--issuer", iss, "--audience", aud,
 		"--snapshot-bucket", DefaultSnapshotBucket, "--snapshot-public-key", pub, "--cutoff-claim", "tenant",
@@ -177,7 +176,7 @@ func TestSidecarRefusesBadSnapshotKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{key, filepath.Join(dir, "missing.pub")} {
-		cfg, err := config.Parse("revoked", []string{
+		cfg, err := sidecar.ParseSettings([]string{
 			"--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--admin-addr", "127.0.0.1:0",
 			"--nats-url", ns.URL(), "--jwks-file", jwks, "--snapshot-bucket", DefaultSnapshotBucket, "--snapshot-public-key", path,
 		})

@@ -6,9 +6,25 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/revoked-dev/revoked/internal/cli"
+	"github.com/revoked-dev/revoked/internal/ingestd"
+	"github.com/revoked-dev/revoked/internal/sidecar"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:])) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run dispatches to the subcommand, which runs until SIGTERM or an interrupt, and
+// returns its exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if len(args) > 0 && args[0] == "ingest" {
+		return ingestd.Run(ctx, args[1:], stdout, stderr)
+	}
+	return sidecar.Run(ctx, args, stdout, stderr)
+}

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -13,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/flags"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -28,11 +29,12 @@ const (
 // the stream, and a signing key whose JWKS the sidecar trusts.
 type devEnv struct {
 	dir    string
+	jwks   string // the JWKS file of issuer
 	nats   *server.Server
 	issuer *devissuer.Issuer
 }
 
-func startDev(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (*devEnv, error) {
+func startDev(ctx context.Context, cfg Settings, log *slog.Logger) (*devEnv, error) {
 	dir, err := os.MkdirTemp("", "revoked-dev-")
 	if err != nil {
 		return nil, err
@@ -69,12 +71,18 @@ func startDev(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (*devE
 		d.close()
 		return nil, err
 	}
-	cfg.NATS.URL = d.nats.ClientURL()
-	cfg.JWKSFile, cfg.JWKSURL = jwks, ""
-	cfg.Issuers = []string{DevIssuer}
-	cfg.Audiences = []string{DevAudience}
-	log.Info("dev mode: embedded NATS with JetStream", "url", cfg.NATS.URL, "jwks", jwks)
+	d.jwks = jwks
+	log.Info("dev mode: embedded NATS with JetStream", "url", d.nats.ClientURL(), "jwks", jwks)
 	return d, nil
+}
+
+// settings returns cfg pointed at the embedded NATS server and the dev issuer's keys.
+func (d *devEnv) settings(cfg Settings) Settings {
+	cfg.NATS.URL = d.nats.ClientURL()
+	cfg.JWKSFile, cfg.JWKSURL = d.jwks, ""
+	cfg.Issuers = flags.Strings{DevIssuer}
+	cfg.Audiences = flags.Strings{DevAudience}
+	return cfg
 }
 
 func startNATS(storeDir string, port int) (*server.Server, error) {
@@ -115,7 +123,7 @@ func (d *devEnv) close() {
 
 // PrintDevBanner writes, for a newcomer, a sample token and the commands that check
 // and revoke it.
-func (s *Sidecar) PrintDevBanner(w *os.File) {
+func (s *Sidecar) PrintDevBanner(w io.Writer) {
 	if s.dev == nil {
 		return
 	}

@@ -1,6 +1,8 @@
-// Package sidecar wires the revoked sidecar together: the blocklist, the NATS replica
-// that feeds it, the ext_authz servers that read it, health and metrics. cmd/revoked
-// and the end-to-end tests start it the same way.
+// Package sidecar is the composition root of `revoked`, the sidecar: its settings and
+// flags (Settings, ParseSettings), the command's run until SIGTERM (Run), and the
+// wiring (Start): the blocklist, the NATS replica that feeds it, the ext_authz servers
+// that read it, health and metrics. cmd/revoked and the end-to-end tests start it the
+// same way.
 package sidecar
 
 import (
@@ -29,7 +31,6 @@ import (
 
 	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/blocklist"
-	"github.com/revoked-dev/revoked/config"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
 
@@ -38,7 +39,7 @@ const authzService = "envoy.service.auth.v3.Authorization"
 
 // Sidecar is a running revoked sidecar.
 type Sidecar struct {
-	cfg        *config.Sidecar
+	cfg        Settings // as resolved at Start (--dev fills in NATS and keys)
 	log        *slog.Logger
 	Registry   *prometheus.Registry
 	Set        *blocklist.Set
@@ -63,8 +64,9 @@ type Sidecar struct {
 
 // Start builds and starts a sidecar. It returns once the listeners are open; the
 // replica syncs in the background and the sidecar denies every check (and reports not
-// ready) until it has caught up and the signing keys are loaded.
-func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidecar, err error) {
+// ready) until it has caught up and the signing keys are loaded. It works on its own
+// copy of cfg: what --dev fills in stays inside the sidecar.
+func Start(ctx context.Context, cfg Settings, log *slog.Logger) (s *Sidecar, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -80,6 +82,8 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 		if s.dev, err = startDev(ctx, cfg, log); err != nil {
 			return nil, err
 		}
+		cfg = s.dev.settings(cfg)
+		s.cfg = cfg
 	}
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -96,8 +100,9 @@ func Start(ctx context.Context, cfg *config.Sidecar, log *slog.Logger) (s *Sidec
 	}
 
 	s.Set = blocklist.New()
-	cfg.NATS.Name = "revoked-sidecar"
-	if s.nc, err = cfg.NATS.Connect(log); err != nil {
+	natsOpts := cfg.NATS
+	natsOpts.Name = "revoked-sidecar"
+	if s.nc, err = natsOpts.Connect(log); err != nil {
 		return nil, err
 	}
 	var snapshotKeys []ed25519.PublicKey
@@ -306,7 +311,7 @@ func (s *Sidecar) gateLoop(ctx context.Context) {
 		switch {
 		case !s.Replica.Ready() || !s.keys.Loaded(ctx):
 			gate = authz.ReasonNotReady
-		case s.cfg.MaxStaleness > 0 && s.cfg.StalePolicy == config.StaleDeny &&
+		case s.cfg.MaxStaleness > 0 && s.cfg.StalePolicy == StaleDeny &&
 			s.Replica.Staleness(time.Now()) > s.cfg.MaxStaleness:
 			gate = authz.ReasonStale
 		}

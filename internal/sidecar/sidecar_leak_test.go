@@ -22,9 +22,9 @@ func TestMain(m *testing.M) {
 func TestLeakSidecarStartStop(t *testing.T) {
 	e := newSecEnv(t) // NATS, the stream and a first sidecar
 	ignore := goleak.IgnoreCurrent()
-	cfg := *e.cfg
+	cfg := e.cfg
 	for i := range 3 {
-		sc, err := sidecar.Start(context.Background(), &cfg, nil)
+		sc, err := sidecar.Start(context.Background(), cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
 	"github.com/revoked-dev/revoked/internal/logbuf"
@@ -52,7 +51,7 @@ type secEnv struct {
 	nats     *testnats.Server
 	adminJS  jetstream.JetStream
 	issuer   *devissuer.Issuer
-	cfg      *config.Sidecar
+	cfg      sidecar.Settings
 	sc       *sidecar.Sidecar
 	client   authv3.AuthorizationClient
 	log      *logbuf.Buffer
@@ -85,7 +84,7 @@ func newSecEnv(t *testing.T) *secEnv {
 		t.Fatal(err)
 	}
 	t.Setenv("REVOKED_NATS_PASSWORD", e.password)
-	cfg, err := config.Parse("revoked", []string{
+	cfg, err := sidecar.ParseSettings([]string{
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--nats-url", e.nats.URL(), "--nats-user", "sidecar",
 		"--jwks-file", jwks, "--issuer", e.issuer.Issuer, "--audience", e.issuer.Audience,
@@ -127,7 +126,7 @@ func (e *secEnv) reason(t *testing.T, tok string) string {
 // The listeners default to loopback (Envoy runs in the same pod): nothing is exposed
 // beyond the pod unless the operator says so.
 func TestSecurityLoopbackDefaults(t *testing.T) {
-	var c config.Sidecar
+	var c sidecar.Settings
 	fs := flag.NewFlagSet("revoked", flag.ContinueOnError)
 	c.RegisterFlags(fs)
 	if err := fs.Parse(nil); err != nil {
@@ -254,8 +253,8 @@ func TestSecurityReadyMeansServing(t *testing.T) {
 	e := newSecEnv(t)
 	tok := e.issuer.Token("alice", time.Hour, nil)
 	for round := range 5 {
-		cfg := *e.cfg
-		sc, err := sidecar.Start(context.Background(), &cfg, nil)
+		cfg := e.cfg
+		sc, err := sidecar.Start(context.Background(), cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/revoked-dev/revoked/config"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
 	"github.com/revoked-dev/revoked/internal/poll"
@@ -62,7 +61,7 @@ func (h *harness) start(extra ...string) {
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--nats-url", h.nats.URL(), "--jwks-file", h.jwks, "--issuer", iss, "--audience", aud,
 	}, extra...)
-	cfg, err := config.Parse("revoked", args)
+	cfg, err := ParseSettings(args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +253,7 @@ func TestUnixSocket(t *testing.T) {
 }
 
 func TestStalePolicy(t *testing.T) {
-	for _, policy := range []string{config.StaleServe, config.StaleDeny} {
+	for _, policy := range []string{StaleServe, StaleDeny} {
 		t.Run(policy, func(t *testing.T) {
 			h := newHarness(t)
 			h.nats.CreateStream(stream.Settings{})
@@ -268,11 +267,11 @@ func TestStalePolicy(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // one turn of the gate loop
 			r := h.check(tok)
 			switch policy {
-			case config.StaleServe:
+			case StaleServe:
 				if !allowed(r) {
 					t.Fatalf("serve policy denied: %v", r.GetStatus())
 				}
-			case config.StaleDeny:
+			case StaleDeny:
 				if allowed(r) || r.GetStatus().GetMessage() != "stale" || r.GetDeniedResponse().GetStatus().GetCode() != 503 {
 					t.Fatalf("deny policy answered %v", r.GetStatus())
 				}
@@ -310,7 +309,7 @@ func TestGracefulShutdown(t *testing.T) {
 }
 
 func TestDevMode(t *testing.T) {
-	cfg, err := config.Parse("revoked", []string{"--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"})
+	cfg, err := ParseSettings([]string{"--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

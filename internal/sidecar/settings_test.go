@@ -1,4 +1,4 @@
-package config
+package sidecar
 
 import (
 	"strings"
@@ -7,7 +7,7 @@ import (
 )
 
 func TestDefaultsMatchContract(t *testing.T) {
-	c, err := Parse("revoked", []string{"--jwks-file", "k.json"})
+	c, err := ParseSettings([]string{"--jwks-file", "k.json"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,6 +18,9 @@ func TestDefaultsMatchContract(t *testing.T) {
 		if got != want {
 			t.Errorf("default %q, want %q", got, want)
 		}
+	}
+	if c.Leeway != 10*time.Second || c.MaxTokenLife != 24*time.Hour || c.JWKSRefresh != time.Hour || c.Log.Level != "info" {
+		t.Errorf("leeway %v, max token lifetime %v, jwks refresh %v, log level %q", c.Leeway, c.MaxTokenLife, c.JWKSRefresh, c.Log.Level)
 	}
 	if strings.Join(c.CutoffClaims, ",") != "sub,sid,client_id" {
 		t.Errorf("cutoff claims %v", c.CutoffClaims)
@@ -30,7 +33,7 @@ func TestEnvironment(t *testing.T) {
 	t.Setenv("REVOKED_ISSUER", "https://a,https://b")
 	t.Setenv("REVOKED_LEEWAY", "3s")
 	t.Setenv("REVOKED_GRPC_ADDR", "unix:///run/revoked.sock")
-	c, err := Parse("revoked", []string{"--grpc-addr", "127.0.0.1:7000"})
+	c, err := ParseSettings([]string{"--grpc-addr", "127.0.0.1:7000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +60,10 @@ func TestInvalid(t *testing.T) {
 		"negative cache size": {"--jwks-file", "a", "--token-cache-size", "-1"},
 		"stray argument":      {"--jwks-file", "a", "extra"},
 		"unknown flag":        {"--jwks-file", "a", "--no-such-flag"},
+		"bad log level":       {"--jwks-file", "a", "--log-level", "nope"},
 	}
 	for name, args := range cases {
-		if _, err := Parse("revoked", args); err == nil {
+		if _, err := ParseSettings(args); err == nil {
 			t.Errorf("%s: accepted %v", name, args)
 		}
 	}
@@ -67,19 +71,19 @@ func TestInvalid(t *testing.T) {
 
 // Snapshots are signed: a bucket without the key to check them is refused, saying why.
 func TestSnapshotNeedsPublicKey(t *testing.T) {
-	_, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-bucket", "b"})
+	_, err := ParseSettings([]string{"--jwks-file", "a", "--snapshot-bucket", "b"})
 	if err == nil || !strings.Contains(err.Error(), "--snapshot-bucket needs --snapshot-public-key") || !strings.Contains(err.Error(), "skip every revocation") {
 		t.Fatalf("bucket without a key: %v", err)
 	}
-	if _, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-public-key", "k.pub"}); err == nil {
+	if _, err := ParseSettings([]string{"--jwks-file", "a", "--snapshot-public-key", "k.pub"}); err == nil {
 		t.Fatal("a public key without a bucket accepted")
 	}
-	c, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-bucket", "b", "--snapshot-public-key", "k.pub"})
+	c, err := ParseSettings([]string{"--jwks-file", "a", "--snapshot-bucket", "b", "--snapshot-public-key", "k.pub"})
 	if err != nil || c.SnapshotPublicKey != "k.pub" {
 		t.Fatalf("bucket and key: %v", err)
 	}
 	t.Setenv("REVOKED_SNAPSHOT_PUBLIC_KEY", "env.pub")
-	if c, err := Parse("revoked", []string{"--jwks-file", "a", "--snapshot-bucket", "b"}); err != nil || c.SnapshotPublicKey != "env.pub" {
+	if c, err := ParseSettings([]string{"--jwks-file", "a", "--snapshot-bucket", "b"}); err != nil || c.SnapshotPublicKey != "env.pub" {
 		t.Fatalf("REVOKED_SNAPSHOT_PUBLIC_KEY: %v", err)
 	}
 }

@@ -1,0 +1,79 @@
+// Package ingestd is the composition root of `revoked ingest`: its settings (the
+// ingest API's configuration and the flag groups shared with the sidecar), the command
+// line, the logger and the metrics registry, and the run until shutdown. The ingest
+// API itself (handlers, publishing) is package ingest.
+package ingestd
+
+import (
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/revoked-dev/revoked/ingest"
+	"github.com/revoked-dev/revoked/internal/flags"
+)
+
+// Settings are the settings of `revoked ingest`; every field has its flag and the
+// environment variable REVOKED_<FLAG>.
+type Settings struct {
+	ingest.Config
+	Log flags.Logging // --log-level
+}
+
+// RegisterFlags adds every setting to fs with its default.
+func (s *Settings) RegisterFlags(fs *flag.FlagSet) {
+	c := &s.Config
+	fs.StringVar(&c.Listen, "listen", ingest.DefaultListen, "`address` of the ingest API")
+	fs.StringVar(&c.AdminAddr, "admin-addr", ingest.DefaultAdminAddr, "`address` of /healthz, /readyz and /metrics")
+	fs.StringVar(&c.BearerTokenFile, "bearer-token-file", "", "`file` holding the bearer token callers must send")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "certificate `file`: serve the API over TLS")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "key `file` of --tls-cert")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle `file`: a client certificate it signs authenticates the caller (mTLS; needs --tls-cert)")
+	c.Keys.RegisterFlags(fs)
+	fs.Var(&c.LogoutAudiences, "logout-audience", "`CLIENT_ID` that a logout token's aud must contain (repeatable); /backchannel-logout needs one")
+	fs.Var(&c.OAuthClients, "oauth-client", "`id:secret-file` of a client allowed to call /oauth2/revoke with client_secret_basic (repeatable); none: the bearer token or mTLS")
+	fs.DurationVar(&c.LogoutMaxAge, "logout-max-age", 5*time.Minute, "oldest iat accepted on a logout token")
+	c.NATS.RegisterFlags(fs)
+	c.Events.RegisterFlags(fs)
+	fs.DurationVar(&c.AckTimeout, "ack-timeout", 2*time.Second, "how long one publish attempt waits for the stream's ack")
+	fs.IntVar(&c.Attempts, "attempts", 3, "publish attempts (same Nats-Msg-Id, never doubled) before answering 503")
+	c.MaxBody = ingest.DefaultMaxBody
+	fs.Var(&c.MaxBody, "max-body", "largest request `SIZE`, in bytes or with a KiB/MiB suffix")
+	s.Log.RegisterFlags(fs)
+}
+
+const usage = `Usage: revoked ingest [flags]
+
+Serves the ingest API, for identity providers that cannot publish to NATS:
+  POST /v1/revocations     one contract event, or a JSON array of them
+  POST /oauth2/revoke      RFC 7009 token revocation (form: token, token_type_hint)
+  POST /backchannel-logout OpenID Connect Back-Channel Logout 1.0 (form: logout_token)
+and /healthz, /readyz, /metrics on --admin-addr. Each request is answered once the stream
+has acknowledged its events; 503 means it was not, and a retry is never doubled.
+
+Callers authenticate with the bearer token (--bearer-token-file) or a client certificate
+(--client-ca); /oauth2/revoke with --oauth-client credentials when set; the IdP's signed
+logout token authenticates /backchannel-logout. --jwks-file or --jwks-url verifies the
+tokens revoked at /oauth2/revoke and the logout tokens.
+
+Every flag can also be set as REVOKED_<FLAG> (--nats-url is REVOKED_NATS_URL).
+
+Flags:
+`
+
+// ParseSettings reads args (after the subcommand) and the environment into Settings
+// and validates them. For --help it returns a *flags.Help.
+func ParseSettings(args []string) (Settings, error) {
+	var s Settings
+	fs := flag.NewFlagSet("revoked ingest", flag.ContinueOnError)
+	s.RegisterFlags(fs)
+	if err := flags.Parse(fs, usage, args); err != nil {
+		return Settings{}, err
+	}
+	return s, s.Validate()
+}
+
+// Validate checks the settings once at startup.
+func (s *Settings) Validate() error {
+	return errors.Join(s.Config.Validate(), s.Log.Validate())
+}
