@@ -84,6 +84,8 @@ type valueSet struct {
 	kinds map[string]int // rendered objects of each kind
 	// Only with an example: how Envoy calls revoked.
 	example *exampleWant
+	// The operator's pack is on: checkMonitoring.
+	monitoring bool
 }
 
 type exampleWant struct {
@@ -110,6 +112,14 @@ var valueSets = map[string]valueSet{
 		file:    "ci/example-http-values.yaml",
 		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 2, "ConfigMap": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1},
 		example: &exampleWant{grpc: false, adminPort: 9293},
+	},
+	// The operator's pack, all of it on; TestTemplate checks it with checkMonitoring.
+	"monitoring": {
+		file: "ci/monitoring-values.yaml",
+		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 2, "ConfigMap": 2, "ServiceAccount": 1,
+			"PodDisruptionBudget": 1, "PrometheusRule": 1, "PodMonitor": 1, "ServiceMonitor": 1},
+		example:    &exampleWant{grpc: true, adminPort: 9193},
+		monitoring: true,
 	},
 }
 
@@ -162,6 +172,7 @@ type manifests struct {
 	pdbs        []policyv1.PodDisruptionBudget
 	sas         []corev1.ServiceAccount
 	pods        []corev1.Pod
+	pack        pack // the Prometheus Operator's resources (monitoring_test.go)
 	kinds       map[string]int
 }
 
@@ -209,6 +220,8 @@ func decodeAll(t *testing.T, out string) *manifests {
 			m.sas = append(m.sas, strict[corev1.ServiceAccount](doc, &err))
 		case "v1 Pod":
 			m.pods = append(m.pods, strict[corev1.Pod](doc, &err))
+		case "monitoring.coreos.com/v1 PrometheusRule", "monitoring.coreos.com/v1 PodMonitor", "monitoring.coreos.com/v1 ServiceMonitor":
+			err = m.pack.decode(meta.Kind, doc)
 		default:
 			t.Fatalf("unexpected %s %s", meta.APIVersion, meta.Kind)
 		}
@@ -252,6 +265,9 @@ func TestTemplate(t *testing.T) {
 				checkExample(t, m, *vs.example)
 			}
 			checkServices(t, m)
+			if vs.monitoring {
+				checkMonitoring(t, m, &m.pack)
+			}
 		})
 	}
 }

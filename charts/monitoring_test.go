@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"sigs.k8s.io/yaml"
 )
 
 // The Prometheus Operator's resources (monitoring.coreos.com/v1), as far as the chart
@@ -116,60 +115,12 @@ func (p *pack) decode(kind, doc string) error {
 	return err
 }
 
-// renderPack runs helm template: the Prometheus Operator's documents go to the pack, the
-// others through decodeAll (strict k8s.io/api types).
+// renderPack runs helm template and returns the manifests and their Prometheus
+// Operator resources.
 func renderPack(t *testing.T, args ...string) (*manifests, *pack) {
 	t.Helper()
-	out, err := helm(t, append([]string{"template", "rel", chartDir, "--namespace", "ns"}, args...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pack{}
-	var rest []string
-	for _, doc := range strings.Split(out, "\n---\n") {
-		var meta struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatalf("%v in\n%s", err, doc)
-		}
-		if meta.APIVersion != "monitoring.coreos.com/v1" {
-			rest = append(rest, doc)
-			continue
-		}
-		if err := p.decode(meta.Kind, doc); err != nil {
-			t.Fatalf("%s: %v in\n%s", meta.Kind, err, doc)
-		}
-	}
-	return decodeAll(t, strings.Join(rest, "\n---\n")), p
-}
-
-// monitoringSets turn the whole pack on, as ci/monitoring-values.yaml does: the example
-// (a sidecar for the PodMonitor), the ingest API (for the ServiceMonitor), labels for a
-// kube-prometheus-stack release, alert labels for routing, a dashboard folder.
-var monitoringSets = []string{
-	"sidecar.jwks.url=https://idp.example.com/.well-known/jwks.json", "example.enabled=true",
-	"ingest.enabled=true", "ingest.auth.bearerTokenSecret.name=ingest-token",
-	"monitoring.labels.release=kube-prometheus-stack",
-	"monitoring.dashboard.enabled=true", "monitoring.dashboard.folder=revoked",
-	"monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.alertLabels.team=identity",
-	"monitoring.podMonitor.enabled=true", "monitoring.podMonitor.scrapeTimeout=10s",
-	"monitoring.serviceMonitor.enabled=true",
-}
-
-// TestMonitoringPack renders the whole pack and checks it (checkMonitoring) with the pods
-// it watches.
-func TestMonitoringPack(t *testing.T) {
-	var args []string
-	for _, s := range monitoringSets {
-		args = append(args, "--set", s)
-	}
-	m, p := renderPack(t, args...)
-	for _, pod := range m.podSpecs() {
-		checkPod(t, pod.name, pod.spec)
-	}
-	checkMonitoring(t, m, p)
+	m := render(t, args...)
+	return m, &m.pack
 }
 
 // promDurationRE is the pattern of the operator's Duration type (for, interval,
@@ -524,7 +475,7 @@ func threshold(t *testing.T, expr string) float64 {
 	return n.Val
 }
 
-// checkMonitoring checks the pack rendered with monitoringSets or ci/monitoring-values.yaml: the dashboard in
+// checkMonitoring checks the pack rendered with ci/monitoring-values.yaml: the dashboard in
 // its ConfigMap for Grafana's sidecar, the alerts, and the monitors pointing at the ports
 // the sidecar and the ingest API serve /metrics on.
 func checkMonitoring(t *testing.T, m *manifests, p *pack) {
