@@ -423,7 +423,8 @@ func TestTokenWithoutKID(t *testing.T) {
 // numbers and booleans by their JSON text; null, arrays and objects never match.
 func TestExtraCutoffClaim(t *testing.T) {
 	e := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.CutoffClaims = []string{"tenant"} })
-	nb := time.Now().Add(time.Second).Unix()
+	// Every token minted below, however slowly, is issued before it.
+	nb := time.Now().Add(time.Hour).Unix()
 	for _, v := range []string{"42", "acme", "true", "4.2e1", "[42]", "null"} {
 		e.set.AddCutoff(e.set.CutoffKey(testIss, "tenant", v), nb)
 	}
