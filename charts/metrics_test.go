@@ -23,7 +23,7 @@ import (
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/ingest"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
 
@@ -184,7 +184,7 @@ var (
 )
 
 func buildCatalog(t *testing.T) (catalog, error) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 
 	// The sidecar's registry, built as internal/sidecar builds it.
 	side := newRecorder()

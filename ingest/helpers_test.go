@@ -25,8 +25,7 @@ import (
 	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/flags"
-	"github.com/revoked-dev/revoked/internal/testnats"
-	"github.com/revoked-dev/revoked/internal/testpki"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -97,7 +96,7 @@ func (s signer) sign(t testing.TB, claims jwt.MapClaims, header map[string]any) 
 type fixture struct {
 	t      *testing.T
 	srv    *Server
-	nats   *testnats.Server
+	nats   *testsupport.NATS
 	js     jetstream.JetStream
 	base   string
 	admin  string
@@ -135,7 +134,7 @@ func testConfig(t *testing.T, natsURL string, key signer) *Config {
 
 func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	t.Helper()
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	key := newSigner(t, "k1")
 	cfg := testConfig(t, ns.URL(), key)
@@ -288,14 +287,14 @@ func (f *fixture) metric(name string, labels map[string]string) float64 {
 
 // pki is a CA with a server certificate written to files, and client certificates on demand.
 type pki struct {
-	*testpki.CA
+	*testsupport.CA
 	caFile, certFile, keyFile string
 	pool                      *x509.CertPool
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	ca := testpki.New(t)
+	ca := testsupport.NewCA(t)
 	server := ca.Issue(t, "localhost", x509.ExtKeyUsageServerAuth)
 	return &pki{CA: ca, caFile: ca.File, certFile: server.CertFile, keyFile: server.KeyFile, pool: ca.Pool}
 }

@@ -13,8 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/revoked-dev/revoked/internal/testnats"
-	"github.com/revoked-dev/revoked/internal/testpki"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 func write(t *testing.T, name string, data []byte) string {
@@ -40,9 +39,9 @@ func connect(t *testing.T, o Options) error {
 }
 
 func TestUserPasswordAndToken(t *testing.T) {
-	opts := testnats.Options(t)
+	opts := testsupport.NATSOptions(t)
 	opts.Users = []*server.User{{Username: "revoked", Password: "s3cret"}}
-	srv := testnats.StartWith(t, opts)
+	srv := testsupport.StartNATSWith(t, opts)
 	if err := connect(t, Options{URL: srv.URL(), User: "revoked", Password: "s3cret"}); err != nil {
 		t.Fatalf("user/password: %v", err)
 	}
@@ -50,9 +49,9 @@ func TestUserPasswordAndToken(t *testing.T) {
 		t.Fatal("wrong password accepted")
 	}
 
-	opts = testnats.Options(t)
+	opts = testsupport.NATSOptions(t)
 	opts.Authorization = "tok-123"
-	srv = testnats.StartWith(t, opts)
+	srv = testsupport.StartNATSWith(t, opts)
 	if err := connect(t, Options{URL: srv.URL(), Token: "tok-123"}); err != nil {
 		t.Fatalf("token: %v", err)
 	}
@@ -65,9 +64,9 @@ func TestNKey(t *testing.T) {
 	user, _ := nkeys.CreateUser()
 	pub, _ := user.PublicKey()
 	seed, _ := user.Seed()
-	opts := testnats.Options(t)
+	opts := testsupport.NATSOptions(t)
 	opts.Nkeys = []*server.NkeyUser{{Nkey: pub}}
-	srv := testnats.StartWith(t, opts)
+	srv := testsupport.StartNATSWith(t, opts)
 	if err := connect(t, Options{URL: srv.URL(), NKeySeed: write(t, "user.nk", seed)}); err != nil {
 		t.Fatalf("nkey: %v", err)
 	}
@@ -106,7 +105,7 @@ func TestCredsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := testnats.Options(t)
+	opts := testsupport.NATSOptions(t)
 	opts.JetStream = false
 	opts.TrustedOperators = []*natsjwt.OperatorClaims{opClaims}
 	resolver := &server.MemAccResolver{}
@@ -114,7 +113,7 @@ func TestCredsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts.AccountResolver = resolver
-	srv := testnats.StartWith(t, opts)
+	srv := testsupport.StartNATSWith(t, opts)
 	if err := connect(t, Options{URL: srv.URL(), Creds: write(t, "user.creds", creds)}); err != nil {
 		t.Fatalf("creds: %v", err)
 	}
@@ -124,15 +123,15 @@ func TestCredsFile(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	ca := testpki.New(t)
+	ca := testsupport.NewCA(t)
 	serverCert := ca.Issue(t, "server", x509.ExtKeyUsageServerAuth)
 	clientCert := ca.Issue(t, "revoked", x509.ExtKeyUsageClientAuth)
 
-	opts := testnats.Options(t)
+	opts := testsupport.NATSOptions(t)
 	opts.TLS = true
 	opts.TLSVerify = true // mutual TLS: the client must present a certificate
 	opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{serverCert.Pair}, ClientCAs: ca.Pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
-	srv := testnats.StartWith(t, opts)
+	srv := testsupport.StartNATSWith(t, opts)
 	url := "tls://" + srv.Addr().String()
 	if err := connect(t, Options{URL: url, TLSCA: ca.File, TLSCert: clientCert.CertFile, TLSKey: clientCert.KeyFile}); err != nil {
 		t.Fatalf("mutual TLS: %v", err)

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/publish"
 	"github.com/revoked-dev/revoked/stream"
 )
@@ -31,9 +31,9 @@ func jtiEvent(jti string) event.Event {
 }
 
 // setup runs a server with the stream and returns a JetStream on its own connection.
-func setup(t *testing.T, opts ...nats.Option) (*testnats.Server, jetstream.JetStream) {
+func setup(t *testing.T, opts ...nats.Option) (*testsupport.NATS, jetstream.JetStream) {
 	t.Helper()
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	srv.CreateStream(stream.Settings{})
 	js, err := jetstream.New(srv.Connect(opts...))
 	if err != nil {
@@ -234,7 +234,7 @@ func TestPublishGivesUpLoudly(t *testing.T) {
 		}
 	})
 	t.Run("no stream", func(t *testing.T) {
-		srv := testnats.Start(t)
+		srv := testsupport.StartNATS(t)
 		js, _ := jetstream.New(srv.Connect())
 		p := publish.New(js, publish.Config{Attempts: 1})
 		_, err := p.Publish(ctxT(t), jtiEvent("x"))

@@ -32,7 +32,7 @@ import (
 
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -75,7 +75,7 @@ func TestSoak(t *testing.T) {
 	if err := build.Run(); err != nil {
 		t.Fatalf("go build: %v", err)
 	}
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	issuer, err := devissuer.New("EdDSA", "https://idp.soak.test", "api")
 	if err != nil {

@@ -15,8 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/poll"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -52,7 +51,7 @@ func TestStreamRecreatedIsReplayed(t *testing.T) {
 		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("old-", i)), "")
 	}
 	f.startWith(t, fast)
-	poll.Until(t, 5*time.Second, "caught up", func() bool { return f.r.Ready() && f.r.LastSequence() == 5 })
+	testsupport.Until(t, 5*time.Second, "caught up", func() bool { return f.r.Ready() && f.r.LastSequence() == 5 })
 
 	ctx := context.Background()
 	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
@@ -64,11 +63,11 @@ func TestStreamRecreatedIsReplayed(t *testing.T) {
 	// Fewer events than before (sequence 1 and 2), then more than before: both must arrive.
 	f.publish(t, "revocations.jti", jtiEvent("new-1"), "")
 	f.publish(t, "revocations.jti", jtiEvent("new-2"), "")
-	poll.Until(t, 5*time.Second, "the new stream's events applied", func() bool { return f.revoked("new-1") && f.revoked("new-2") })
+	testsupport.Until(t, 5*time.Second, "the new stream's events applied", func() bool { return f.revoked("new-1") && f.revoked("new-2") })
 	for i := range 10 {
 		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("later-", i)), "")
 	}
-	poll.Until(t, 5*time.Second, "ready and current on the new stream", func() bool {
+	testsupport.Until(t, 5*time.Second, "ready and current on the new stream", func() bool {
 		return f.r.Ready() && f.r.LastSequence() == 12 && f.r.Staleness(time.Now()) == 0
 	})
 	for i := range 10 {
@@ -88,11 +87,11 @@ func TestStreamRecreatedIsReplayed(t *testing.T) {
 func TestStreamDeletedIsStale(t *testing.T) {
 	f := newFixture(t)
 	f.startWith(t, fast)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 	if err := f.js.DeleteStream(context.Background(), "REVOCATIONS"); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 5*time.Second, "staleness while the stream is gone", func() bool { return f.r.Staleness(time.Now()) > 300*time.Millisecond })
+	testsupport.Until(t, 5*time.Second, "staleness while the stream is gone", func() bool { return f.r.Staleness(time.Now()) > 300*time.Millisecond })
 }
 
 // Row 2: the last message is deleted (nats stream rmm), so the stream's last sequence
@@ -107,7 +106,7 @@ func TestDeletedLastMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.startWith(t, fast)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 	// Several StallAfter periods while idle.
 	for end := time.Now().Add(4 * fast.StallAfter); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if s := f.r.Staleness(time.Now()); s != 0 {
@@ -121,7 +120,7 @@ func TestDeletedLastMessage(t *testing.T) {
 		t.Fatalf("%d consumers on the stream, want 1 (replaced consumers linger)", n)
 	}
 	f.publish(t, "revocations.jti", jtiEvent("after"), "")
-	poll.Until(t, 5*time.Second, "an event after the deleted one applied", func() bool { return f.revoked("after") })
+	testsupport.Until(t, 5*time.Second, "an event after the deleted one applied", func() bool { return f.revoked("after") })
 }
 
 // Row 10: an empty stream on which no consumer can be created. The replica must not
@@ -149,7 +148,7 @@ func TestEmptyStreamNeedsAConsumer(t *testing.T) {
 	if err := st.DeleteConsumer(ctx, "blocker"); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 5*time.Second, "ready once the consumer exists", func() bool { return f.r.Ready() && f.r.Staleness(time.Now()) == 0 })
+	testsupport.Until(t, 5*time.Second, "ready once the consumer exists", func() bool { return f.r.Ready() && f.r.Staleness(time.Now()) == 0 })
 }
 
 // Row 9: a cutoff whose not_before lies far in the future would lock a user out for
@@ -158,11 +157,11 @@ func TestEmptyStreamNeedsAConsumer(t *testing.T) {
 func TestFarFutureCutoffIsBounded(t *testing.T) {
 	f := newFixture(t)
 	f.startWith(t, fast)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 	before := time.Now().Unix()
 	f.publish(t, "revocations.cutoff", `{"type":"cutoff","claim":"sub","value":"u1","not_before":4294967295,"iss":"https://idp"}`, "")
 	k := f.set.CutoffKey("https://idp", "sub", "u1")
-	poll.Until(t, 5*time.Second, "cutoff applied", func() bool { _, ok := f.set.Cutoff(k); return ok })
+	testsupport.Until(t, 5*time.Second, "cutoff applied", func() bool { _, ok := f.set.Cutoff(k); return ok })
 	nb, _ := f.set.Cutoff(k)
 	ahead := int64(stream.CutoffAhead / time.Second)
 	if nb < before+ahead || nb > time.Now().Unix()+ahead {
@@ -181,13 +180,13 @@ func TestReplicaFull(t *testing.T) {
 	opts := fast
 	opts.MaxEntries = 100
 	f.startWith(t, opts)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 	// 150 entries that expire in 2 s, then one that lives.
 	exp := time.Now().Add(2 * time.Second).Unix()
 	for i := range 150 {
 		f.publish(t, "revocations.jti", fmt.Sprintf(`{"type":"jti","jti":"flood-%d","exp":%d,"iss":"https://idp"}`, i, exp), "")
 	}
-	poll.Until(t, 5*time.Second, "replica full, not ready", func() bool { return !f.r.Ready() && f.r.LastSequence() == 150 })
+	testsupport.Until(t, 5*time.Second, "replica full, not ready", func() bool { return !f.r.Ready() && f.r.LastSequence() == 150 })
 	if got := rejectedCount(f, "replica_full"); got != 50 {
 		t.Fatalf("rejected{replica_full} = %v, want 50", got)
 	}
@@ -196,7 +195,7 @@ func TestReplicaFull(t *testing.T) {
 	}
 	f.publish(t, "revocations.jti", jtiEvent("keeper"), "")
 	// The flood expires and is purged; the replay finds "keeper", dropped while full.
-	poll.Until(t, 10*time.Second, "ready again with the dropped entry", func() bool { return f.r.Ready() && f.revoked("keeper") })
+	testsupport.Until(t, 10*time.Second, "ready again with the dropped entry", func() bool { return f.r.Ready() && f.revoked("keeper") })
 	if n := testutil.ToFloat64(f.r.resets); n != 1 {
 		t.Fatalf("resets = %v, want 1", n)
 	}
@@ -224,7 +223,7 @@ func TestStreamWindowTooShort(t *testing.T) {
 	if _, err := stream.Ensure(ctx, f.js, stream.Settings{}); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 5*time.Second, "ready once the stream keeps events long enough", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready once the stream keeps events long enough", f.r.Ready)
 }
 
 // Propagation is measured for events applied live, never for the replay at start.
@@ -234,11 +233,11 @@ func TestPropagationMetric(t *testing.T) {
 		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("replayed-", i)), "")
 	}
 	f.startWith(t, fast)
-	poll.Until(t, 5*time.Second, "ready", func() bool { return f.r.Ready() && f.r.LastSequence() == 5 })
+	testsupport.Until(t, 5*time.Second, "ready", func() bool { return f.r.Ready() && f.r.LastSequence() == 5 })
 	for i := range 3 {
 		f.publish(t, "revocations.jti", jtiEvent(fmt.Sprint("live-", i)), "")
 	}
-	poll.Until(t, 5*time.Second, "live events applied", func() bool { return f.r.LastSequence() == 8 })
+	testsupport.Until(t, 5*time.Second, "live events applied", func() bool { return f.r.LastSequence() == 8 })
 	if n := testutil.CollectAndCount(f.r.propagation); n != 1 {
 		t.Fatalf("%d propagation series", n)
 	}
@@ -282,9 +281,9 @@ func TestMirrorCutOffIsStale(t *testing.T) {
 	opts := fast
 	opts.Stream = "REGION"
 	f.startWith(t, opts)
-	poll.Until(t, 5*time.Second, "the mirrored event applied", func() bool { return f.r.Ready() && f.revoked("before") })
+	testsupport.Until(t, 5*time.Second, "the mirrored event applied", func() bool { return f.r.Ready() && f.revoked("before") })
 	f.publish(t, "revocations.jti", jtiEvent("live"), "")
-	poll.Until(t, 5*time.Second, "a live event through the mirror", func() bool { return f.revoked("live") })
+	testsupport.Until(t, 5*time.Second, "a live event through the mirror", func() bool { return f.revoked("live") })
 	if s := f.r.Staleness(time.Now()); s != 0 {
 		t.Fatalf("staleness %v while the mirror follows", s)
 	}
@@ -292,7 +291,7 @@ func TestMirrorCutOffIsStale(t *testing.T) {
 	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 15*time.Second, "stale while the mirror is cut off", func() bool { return f.r.Staleness(time.Now()) > 0 })
+	testsupport.Until(t, 15*time.Second, "stale while the mirror is cut off", func() bool { return f.r.Staleness(time.Now()) > 0 })
 	if !f.r.Ready() {
 		t.Fatal("a replica of a cut-off mirror keeps what it has: ready, and stale")
 	}
@@ -302,7 +301,7 @@ func TestMirrorCutOffIsStale(t *testing.T) {
 // the stream's last sequence is past every message and past the snapshot. A replica
 // started from it has nothing left to replay: it is ready, and stays current.
 func TestSnapshotAtDeletedLastMessage(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	snapPublish(t, js, snapJTI("a"), snapJTI("b"), snapJTI("deleted"))

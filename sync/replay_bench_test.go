@@ -11,7 +11,7 @@ import (
 	"github.com/revoked-dev/revoked/bench/benchkit"
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -32,7 +32,7 @@ func benchEvents(n int) [][]byte {
 // BenchmarkApply is one jti event decoded, validated and added to the set.
 func BenchmarkApply(b *testing.B) {
 	evs := benchEvents(1 << 14)
-	ns := testnats.Start(b)
+	ns := testsupport.StartNATS(b)
 	r, err := New(ns.Connect(), blocklist.New(), Options{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		b.Fatal(err)
@@ -51,7 +51,7 @@ func BenchmarkApply(b *testing.B) {
 func BenchmarkReplay(b *testing.B) {
 	for _, n := range []int{100_000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			ns := testnats.Start(b)
+			ns := testsupport.StartNATS(b)
 			js := ns.CreateStream(stream.Settings{})
 			ctx := context.Background()
 			evs := benchEvents(n)

@@ -17,7 +17,7 @@ import (
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
@@ -79,7 +79,7 @@ func TestHostileEvents(t *testing.T) {
 	}
 	set := blocklist.New()
 	reg := prometheus.NewPedanticRegistry()
-	r, err := revsync.New(testnats.Start(t).Connect(), set, revsync.Options{Registerer: reg})
+	r, err := revsync.New(testsupport.StartNATS(t).Connect(), set, revsync.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestHostileEvents(t *testing.T) {
 // good ones. The replica applies the good ones, counts the others, reaches the
 // stream's last sequence, and its heap stays bounded.
 func TestHostileStream(t *testing.T) {
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	js := srv.CreateStream(stream.Settings{})
 	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
 	if err != nil {
@@ -191,7 +191,7 @@ func TestHostileStream(t *testing.T) {
 // message is either applied or counted as rejected (exactly one of the two), and a
 // payload event.Decode refuses never changes the blocklist.
 func FuzzApply(f *testing.F) {
-	nc, err := nats.Connect(testnats.Start(f).URL())
+	nc, err := nats.Connect(testsupport.StartNATS(f).URL())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func (p *cutProxy) heal() {
 // ordered consumer's next reset, or the replica's stall check, whichever comes first)
 // and the events published meanwhile are applied.
 func TestHostileConsumerStall(t *testing.T) {
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	js := srv.CreateStream(stream.Settings{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -15,8 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoked-dev/revoked/blocklist"
-	"github.com/revoked-dev/revoked/internal/logbuf"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
@@ -42,7 +41,7 @@ var replicaPublish = []string{
 // exactly the documented rights, loads the snapshot, applies every event, and hits no
 // permissions violation.
 func TestSecuritySnapshotPermissions(t *testing.T) {
-	opts := testnats.Options(t)
+	opts := testsupport.NATSOptions(t)
 	opts.Users = []*server.User{
 		{Username: "admin", Password: "admin-pw"},
 		{Username: "replica", Password: "replica-pw", Permissions: &server.Permissions{
@@ -50,7 +49,7 @@ func TestSecuritySnapshotPermissions(t *testing.T) {
 			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 		}},
 	}
-	srv := testnats.StartWith(t, opts)
+	srv := testsupport.StartNATSWith(t, opts)
 	admin, err := jetstream.New(srv.Connect(nats.UserInfo("admin", "admin-pw")))
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +93,7 @@ func TestSecuritySnapshotPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	logs := &logbuf.Buffer{}
+	logs := &testsupport.LogBuffer{}
 	set := blocklist.New()
 	r, err := revsync.New(nc, set, revsync.Options{SnapshotBucket: "SNAP", SnapshotPublicKeys: []ed25519.PublicKey{pub},
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -162,7 +161,7 @@ var snapshotJobPublish = []string{
 // twice (creating the bucket, then replacing the object), with no permissions violation,
 // and the snapshot verifies. It cannot publish a revocation.
 func TestSecuritySnapshotJobPermissions(t *testing.T) {
-	opts := testnats.Options(t)
+	opts := testsupport.NATSOptions(t)
 	opts.Users = []*server.User{
 		{Username: "admin", Password: "admin-pw"},
 		{Username: "job", Password: "job-pw", Permissions: &server.Permissions{
@@ -170,7 +169,7 @@ func TestSecuritySnapshotJobPermissions(t *testing.T) {
 			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 		}},
 	}
-	srv := testnats.StartWith(t, opts)
+	srv := testsupport.StartNATSWith(t, opts)
 	admin, err := jetstream.New(srv.Connect(nats.UserInfo("admin", "admin-pw")))
 	if err != nil {
 		t.Fatal(err)

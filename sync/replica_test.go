@@ -14,13 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/revoked-dev/revoked/blocklist"
-	"github.com/revoked-dev/revoked/internal/poll"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
 type fixture struct {
-	srv *testnats.Server
+	srv *testsupport.NATS
 	js  jetstream.JetStream
 	set *blocklist.Set
 	reg *prometheus.Registry
@@ -28,7 +27,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	return &fixture{srv: srv, js: srv.CreateStream(stream.Settings{}), set: blocklist.New(), reg: prometheus.NewPedanticRegistry()}
 }
 
@@ -84,7 +83,7 @@ func TestReplayBeforeReady(t *testing.T) {
 	}
 	last := f.publish(t, "revocations.cutoff", fmt.Sprintf(`{"type":"cutoff","claim":"sub","value":"alice","not_before":%d}`, time.Now().Unix()), "")
 	f.start(t)
-	poll.Until(t, 10*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 10*time.Second, "ready", f.r.Ready)
 	// Ready means every event published before start is applied.
 	if got := f.r.LastSequence(); got < last {
 		t.Fatalf("ready at sequence %d, stream had %d", got, last)
@@ -99,17 +98,17 @@ func TestReplayBeforeReady(t *testing.T) {
 	}
 	// Then it follows live.
 	f.publish(t, "revocations.jti", jtiEvent("live"), "")
-	poll.Until(t, 5*time.Second, "live event", func() bool { return f.set.HasJTI(f.set.JTIKey("https://idp", "live")) })
+	testsupport.Until(t, 5*time.Second, "live event", func() bool { return f.set.HasJTI(f.set.JTIKey("https://idp", "live")) })
 }
 
 func TestEmptyStreamIsReady(t *testing.T) {
 	f := newFixture(t)
 	f.start(t)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 }
 
 func TestNotReadyWithoutStream(t *testing.T) {
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	f := &fixture{srv: srv, set: blocklist.New(), reg: prometheus.NewRegistry()}
 	f.start(t)
 	time.Sleep(300 * time.Millisecond) // give it time to (wrongly) become ready
@@ -117,13 +116,13 @@ func TestNotReadyWithoutStream(t *testing.T) {
 		t.Fatal("ready without a stream to replay")
 	}
 	f.js = srv.CreateStream(stream.Settings{})
-	poll.Until(t, 10*time.Second, "ready once the stream exists", f.r.Ready)
+	testsupport.Until(t, 10*time.Second, "ready once the stream exists", f.r.Ready)
 }
 
 func TestBadEventsAreCountedAndSkipped(t *testing.T) {
 	f := newFixture(t)
 	f.start(t)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 	bad := map[string]string{
 		"malformed":    `{"type":"jti",`,
 		"unknown_type": `{"type":"unrevoke","jti":"x","exp":99999999999}`,
@@ -134,7 +133,7 @@ func TestBadEventsAreCountedAndSkipped(t *testing.T) {
 		f.publish(t, "revocations.jti", payload, "")
 	}
 	f.publish(t, "revocations.jti", jtiEvent("after"), "")
-	poll.Until(t, 5*time.Second, "event after the bad ones", func() bool { return f.set.HasJTI(f.set.JTIKey("https://idp", "after")) })
+	testsupport.Until(t, 5*time.Second, "event after the bad ones", func() bool { return f.set.HasJTI(f.set.JTIKey("https://idp", "after")) })
 	// Oversized payloads never reach a replica: the stream's MaxMsgSize refuses them
 	// (event.Decode's own limit is tested in package event).
 	for reason := range bad {
@@ -152,7 +151,7 @@ func TestBadEventsAreCountedAndSkipped(t *testing.T) {
 func TestReconnectLosesNothing(t *testing.T) {
 	f := newFixture(t)
 	f.start(t)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 
 	pub := f.srv.Connect(nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	js, _ := jetstream.New(pub)
@@ -186,15 +185,15 @@ func TestReconnectLosesNothing(t *testing.T) {
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 	for restart := 0; restart < 2; restart++ {
 		n := count()
-		poll.Until(t, 10*time.Second, "events flowing", func() bool { return count() >= n+100 })
+		testsupport.Until(t, 10*time.Second, "events flowing", func() bool { return count() >= n+100 })
 		f.srv.Restart()
 	}
 	n := count()
-	poll.Until(t, 10*time.Second, "events flowing after the restarts", func() bool { return count() >= n+100 })
+	testsupport.Until(t, 10*time.Second, "events flowing after the restarts", func() bool { return count() >= n+100 })
 	close(stop)
 	<-done
 
-	poll.Until(t, 20*time.Second, "all acked events applied", func() bool {
+	testsupport.Until(t, 20*time.Second, "all acked events applied", func() bool {
 		j, _ := f.set.Len()
 		return j >= len(acked)
 	})
@@ -216,28 +215,28 @@ func TestReconnectLosesNothing(t *testing.T) {
 func TestStalenessWhileDisconnected(t *testing.T) {
 	f := newFixture(t)
 	f.start(t)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
-	poll.Until(t, 2*time.Second, "connected", f.r.Connected)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 2*time.Second, "connected", f.r.Connected)
 	if s := f.r.Staleness(time.Now()); s != 0 {
 		t.Fatalf("staleness %v while connected", s)
 	}
 	f.srv.Stop()
-	poll.Until(t, 5*time.Second, "disconnected", func() bool { return !f.r.Connected() })
-	poll.Until(t, 5*time.Second, "staleness to grow", func() bool { return f.r.Staleness(time.Now()) > 200*time.Millisecond })
+	testsupport.Until(t, 5*time.Second, "disconnected", func() bool { return !f.r.Connected() })
+	testsupport.Until(t, 5*time.Second, "staleness to grow", func() bool { return f.r.Staleness(time.Now()) > 200*time.Millisecond })
 	if !f.r.Ready() {
 		t.Fatal("a disconnected replica stopped being ready; it must keep serving")
 	}
 	f.srv.Restart()
-	poll.Until(t, 10*time.Second, "reconnected", f.r.Connected)
-	poll.Until(t, 2*time.Second, "staleness back to 0", func() bool { return f.r.Staleness(time.Now()) == 0 })
+	testsupport.Until(t, 10*time.Second, "reconnected", f.r.Connected)
+	testsupport.Until(t, 2*time.Second, "staleness back to 0", func() bool { return f.r.Staleness(time.Now()) == 0 })
 }
 
 func TestMetricsRegistered(t *testing.T) {
 	f := newFixture(t)
 	f.start(t)
-	poll.Until(t, 5*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
 	f.publish(t, "revocations.jti", jtiEvent("m"), "")
-	poll.Until(t, 5*time.Second, "applied", func() bool { return f.r.LastSequence() == 1 })
+	testsupport.Until(t, 5*time.Second, "applied", func() bool { return f.r.LastSequence() == 1 })
 	for _, name := range []string{"revoked_sync_last_sequence", "revoked_sync_connected", "revoked_blocklist_entries", "revoked_events_rejected_total", "revoked_sync_staleness_seconds"} {
 		if n, err := testutil.GatherAndCount(f.reg, name); err != nil || n == 0 {
 			t.Errorf("%s: %d series, %v", name, n, err)

@@ -17,7 +17,7 @@ import (
 	"github.com/revoked-dev/revoked/bench/benchkit"
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -55,21 +55,21 @@ var (
 
 // snapReplica runs a replica with the snapshot bucket, trusting testSnapPub, until ready
 // and returns it; it stops when the test ends.
-func snapReplica(t testing.TB, ns *testnats.Server, bucket string) (*Replica, *blocklist.Set, *prometheus.Registry) {
+func snapReplica(t testing.TB, ns *testsupport.NATS, bucket string) (*Replica, *blocklist.Set, *prometheus.Registry) {
 	t.Helper()
 	r, set, reg, stop := startSnapReplica(t, ns, bucket)
 	t.Cleanup(stop)
 	return r, set, reg
 }
 
-func startSnapReplica(t testing.TB, ns *testnats.Server, bucket string) (*Replica, *blocklist.Set, *prometheus.Registry, func()) {
+func startSnapReplica(t testing.TB, ns *testsupport.NATS, bucket string) (*Replica, *blocklist.Set, *prometheus.Registry, func()) {
 	t.Helper()
 	return startReplicaWith(t, ns, Options{SnapshotBucket: bucket}, testSnapPub)
 }
 
 // startReplicaWith runs a replica with opts (a fresh registry unless opts has one) and
 // the trusted snapshot keys until it is first caught up.
-func startReplicaWith(t testing.TB, ns *testnats.Server, opts Options, keys ...ed25519.PublicKey) (*Replica, *blocklist.Set, *prometheus.Registry, func()) {
+func startReplicaWith(t testing.TB, ns *testsupport.NATS, opts Options, keys ...ed25519.PublicKey) (*Replica, *blocklist.Set, *prometheus.Registry, func()) {
 	t.Helper()
 	set, reg := blocklist.New(), prometheus.NewRegistry()
 	if opts.Registerer == nil {
@@ -111,7 +111,7 @@ func snapLoads(r *Replica, result string) float64 {
 // (the replica that loads it decides); the replica loads it, then replays only the
 // events after it.
 func TestSnapshotNoLoss(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	now := time.Now()
@@ -190,7 +190,7 @@ func TestSnapshotNoLoss(t *testing.T) {
 // A missing, unreadable, cut-short or over-long snapshot costs a full replay, never an
 // event.
 func TestSnapshotMissingOrCorrupt(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	last := snapPublish(t, js, snapJTI("a"), snapJTI("b"))
@@ -278,7 +278,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 // stream, or loaded from a snapshot taken at the stream's end.
 func BenchmarkColdStartSnapshot(b *testing.B) {
 	const n = 100_000
-	ns := testnats.Start(b)
+	ns := testsupport.StartNATS(b)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	if _, err := benchkit.PublishAll(ctx, js, event.Subject(event.DefaultSubjectPrefix, event.TypeJTI), benchEvents(n), 1000); err != nil {

@@ -20,8 +20,7 @@ import (
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/logbuf"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -47,7 +46,7 @@ func putObject(t *testing.T, js jetstream.JetStream, bucket string, b []byte) {
 // leeway; a replica started from its snapshot still holds every revocation the replica's
 // own settings keep, as a full replay would.
 func TestSnapshotBuiltWithOtherSettings(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	now := time.Now()
@@ -80,7 +79,7 @@ func TestSnapshotBuiltWithOtherSettings(t *testing.T) {
 	}
 	last := snapPublish(t, js, snapJTI("after"))
 
-	var logs logbuf.Buffer
+	var logs testsupport.LogBuffer
 	r, set, _, stop := startReplicaWith(t, ns, Options{SnapshotBucket: "SNAPS", CutoffClaims: []string{"tenant"},
 		MaxTokenLifetime: 24 * time.Hour, Leeway: 10 * time.Second, Log: slog.New(slog.NewTextHandler(&logs, nil))}, testSnapPub)
 	t.Cleanup(stop)
@@ -122,7 +121,7 @@ func TestSnapshotBuiltWithOtherSettings(t *testing.T) {
 // key) writes a snapshot that would make every new replica skip every revocation. Each is
 // ignored, loudly; the replica replays the stream and holds every revocation.
 func TestSnapshotForgedIsIgnored(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	var payloads []string
@@ -176,7 +175,7 @@ func TestSnapshotForgedIsIgnored(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bucket := fmt.Sprint("FORGED", i)
 			putObject(t, js, bucket, tc.object)
-			var logs logbuf.Buffer
+			var logs testsupport.LogBuffer
 			r, set, _, stop := startReplicaWith(t, ns, Options{SnapshotBucket: bucket, Log: slog.New(slog.NewTextHandler(&logs, nil))}, tc.keys...)
 			t.Cleanup(stop)
 			if n := snapLoads(r, tc.result); n != 1 {
@@ -221,7 +220,7 @@ func snapSigAt(t *testing.T, b []byte) int {
 // tells them apart), of another stream, of other subjects, or past the stream's end, is
 // ignored: the replica replays the stream.
 func TestSnapshotOfAnotherStreamIsIgnored(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	snapPublish(t, js, snapJTI("old-1"), snapJTI("old-2"), snapJTI("old-3"))
@@ -249,7 +248,7 @@ func TestSnapshotOfAnotherStreamIsIgnored(t *testing.T) {
 	created := st.CachedInfo().Created
 	check := func(t *testing.T, bucket string) {
 		t.Helper()
-		var logs logbuf.Buffer
+		var logs testsupport.LogBuffer
 		r, set, _, stop := startReplicaWith(t, ns, Options{SnapshotBucket: bucket, Log: slog.New(slog.NewTextHandler(&logs, nil))}, testSnapPub)
 		t.Cleanup(stop)
 		snapWait(t, "the replica to reach the stream's end", func() bool { return r.LastSequence() == last })
@@ -286,7 +285,7 @@ func TestSnapshotOfAnotherStreamIsIgnored(t *testing.T) {
 // A snapshot with more entries than the replica may hold: the entries past the bound are
 // counted as replica_full, the replica says it is not ready and why, and keeps running.
 func TestSnapshotBeyondMaxEntries(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	js := ns.CreateStream(stream.Settings{})
 	ctx := context.Background()
 	var payloads []string

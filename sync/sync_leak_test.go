@@ -9,7 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/revoked-dev/revoked/blocklist"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 
 // A replica run and stopped, with its connection closed, leaves no goroutine behind.
 func TestLeakReplicaRunStop(t *testing.T) {
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	srv.CreateStream(stream.Settings{})
 	ignore := goleak.IgnoreCurrent()
 	for range 3 {

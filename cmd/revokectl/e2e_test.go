@@ -17,7 +17,7 @@ import (
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/ingestd"
 	"github.com/revoked-dev/revoked/internal/sidecar"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // TestEndToEnd runs a real sidecar on a real NATS server with JetStream, and revokes
@@ -27,7 +27,7 @@ import (
 // revoked", while an untouched token stays allowed.
 func TestEndToEnd(t *testing.T) {
 	const iss, aud, rp = "https://idp.example.com", "orders-api", "web-rp"
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	natsFlag := "--nats-url=" + ns.URL()
 	cli(t, "", "stream", "init", natsFlag).want(t, exitOK)
 

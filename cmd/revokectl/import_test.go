@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -256,7 +256,7 @@ func BenchmarkImport100k(b *testing.B) {
 	var rate float64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		srv := testnats.Start(b)
+		srv := testsupport.StartNATS(b)
 		srv.CreateStream(stream.Settings{})
 		b.StartTimer()
 		start := time.Now()

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoked-dev/revoked/event"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -44,9 +44,9 @@ func (r result) want(t testing.TB, code int) result {
 }
 
 // natsEnv runs a server with the stream and returns it and its JetStream.
-func natsEnv(t *testing.T) (*testnats.Server, jetstream.JetStream) {
+func natsEnv(t *testing.T) (*testsupport.NATS, jetstream.JetStream) {
 	t.Helper()
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	return srv, srv.CreateStream(stream.Settings{})
 }
 
@@ -114,7 +114,7 @@ func TestHelp(t *testing.T) {
 }
 
 func TestStreamInitAndInfo(t *testing.T) {
-	srv := testnats.Start(t)
+	srv := testsupport.StartNATS(t)
 	url := "--nats-url=" + srv.URL()
 	r := cli(t, "", "stream", "init", url, "--max-token-lifetime", "12h", "--duplicate-window", "5m").want(t, exitOK)
 	if !strings.Contains(r.stdout, "stream REVOCATIONS created") {
@@ -330,7 +330,7 @@ func TestRevokeFailsLoudlyWithoutNATS(t *testing.T) {
 		}
 	})
 	t.Run("no stream", func(t *testing.T) {
-		srv := testnats.Start(t)
+		srv := testsupport.StartNATS(t)
 		r := cli(t, "", "revoke", "sub", "u", "--attempts", "1", "--nats-url", srv.URL()).want(t, exitFailed)
 		if !strings.Contains(r.stderr, "NOT revoked") || !strings.Contains(r.stderr, "stream init") {
 			t.Errorf("stderr %q", r.stderr)

@@ -13,9 +13,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/revoked-dev/revoked/internal/devissuer"
-	"github.com/revoked-dev/revoked/internal/logbuf"
 	"github.com/revoked-dev/revoked/internal/sidecar"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // A sidecar started from a snapshot enforces the events before it (from the snapshot)
@@ -24,7 +23,7 @@ import (
 // tenant cutoff before the snapshot is enforced too (issue 9 row 7).
 func TestSnapshotColdStart(t *testing.T) {
 	const iss, aud = "https://idp.example.com", "orders-api"
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	natsFlag := "--nats-url=" + ns.URL()
 	cli(t, "", "stream", "init", natsFlag).want(t, exitOK)
 	issuer, err := devissuer.New("EdDSA", iss, aud)
@@ -72,7 +71,7 @@ func TestSnapshotColdStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs logbuf.Buffer
+	var logs testsupport.LogBuffer
 	sc, err := sidecar.Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +161,7 @@ func TestSnapshotKeys(t *testing.T) {
 // A sidecar whose --snapshot-public-key is not a public key does not start: it says
 // which flag is wrong instead of running without snapshots.
 func TestSidecarRefusesBadSnapshotKey(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	issuer, err := devissuer.New("EdDSA", "https://idp.example.com", "api")
 	if err != nil {
 		t.Fatal(err)

@@ -18,9 +18,7 @@ import (
 	"github.com/revoked-dev/revoked/ingest"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/flags"
-	"github.com/revoked-dev/revoked/internal/logbuf"
-	"github.com/revoked-dev/revoked/internal/poll"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -115,7 +113,7 @@ func TestParseSettings(t *testing.T) {
 // TestRunServes runs revoked ingest as the command does, configured from flags and
 // the environment, until its context ends.
 func TestRunServes(t *testing.T) {
-	ns := testnats.Start(t)
+	ns := testsupport.StartNATS(t)
 	ns.CreateStream(stream.Settings{})
 	dir := t.TempDir()
 	listen, admin := freeAddr(t), freeAddr(t)
@@ -133,10 +131,10 @@ func TestRunServes(t *testing.T) {
 		"--log-level", "debug",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var errb logbuf.Buffer
+	var errb testsupport.LogBuffer
 	done := make(chan int, 1)
 	go func() { done <- Run(ctx, args, &bytes.Buffer{}, &errb) }()
-	poll.Until(t, 15*time.Second, "ingest ready", func() bool {
+	testsupport.Until(t, 15*time.Second, "ingest ready", func() bool {
 		res, err := http.Get("http://" + admin + "/readyz")
 		if err != nil {
 			return false

@@ -7,8 +7,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/revoked-dev/revoked/internal/poll"
 	"github.com/revoked-dev/revoked/internal/sidecar"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // TestMain fails the package's tests if any goroutine outlives them: every server,
@@ -28,7 +28,7 @@ func TestLeakSidecarStartStop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		poll.Until(t, 20*time.Second, "ready", sc.Ready)
+		testsupport.Until(t, 20*time.Second, "ready", sc.Ready)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := sc.Shutdown(ctx); err != nil {
 			t.Errorf("round %d: shutdown: %v", i, err)

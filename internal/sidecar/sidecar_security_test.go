@@ -23,10 +23,8 @@ import (
 
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
-	"github.com/revoked-dev/revoked/internal/logbuf"
-	"github.com/revoked-dev/revoked/internal/poll"
 	"github.com/revoked-dev/revoked/internal/sidecar"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -48,25 +46,25 @@ var sidecarPermissions = &server.Permissions{
 // secEnv is a NATS server with an admin user and the sidecar's restricted user, an
 // issuer, and a sidecar started in-process as the restricted user, logging at debug.
 type secEnv struct {
-	nats     *testnats.Server
+	nats     *testsupport.NATS
 	adminJS  jetstream.JetStream
 	issuer   *devissuer.Issuer
 	cfg      sidecar.Settings
 	sc       *sidecar.Sidecar
 	client   authv3.AuthorizationClient
-	log      *logbuf.Buffer
+	log      *testsupport.LogBuffer
 	password string
 }
 
 func newSecEnv(t *testing.T) *secEnv {
 	t.Helper()
-	e := &secEnv{log: &logbuf.Buffer{}, password: devissuer.RandomID()}
-	opts := testnats.Options(t)
+	e := &secEnv{log: &testsupport.LogBuffer{}, password: devissuer.RandomID()}
+	opts := testsupport.NATSOptions(t)
 	opts.Users = []*server.User{
 		{Username: "admin", Password: "admin-" + e.password},
 		{Username: "sidecar", Password: e.password, Permissions: sidecarPermissions},
 	}
-	e.nats = testnats.StartWith(t, opts)
+	e.nats = testsupport.StartNATSWith(t, opts)
 	var err error
 	if e.adminJS, err = jetstream.New(e.nats.Connect(nats.UserInfo("admin", "admin-"+e.password))); err != nil {
 		t.Fatal(err)
@@ -108,7 +106,7 @@ func newSecEnv(t *testing.T) *secEnv {
 	}
 	t.Cleanup(func() { conn.Close() })
 	e.client = authv3.NewAuthorizationClient(conn)
-	poll.Until(t, 20*time.Second, "sidecar ready", e.sc.Ready)
+	testsupport.Until(t, 20*time.Second, "sidecar ready", e.sc.Ready)
 	return e
 }
 
@@ -173,11 +171,11 @@ func TestSecurityRestrictedNATSUser(t *testing.T) {
 		}
 	}
 	tok := revoke()
-	poll.Until(t, 10*time.Second, "revocation applied", func() bool { return e.reason(t, tok) == "revoked_jti" })
+	testsupport.Until(t, 10*time.Second, "revocation applied", func() bool { return e.reason(t, tok) == "revoked_jti" })
 
 	e.nats.Restart()
 	tok2 := revoke()
-	poll.Until(t, 20*time.Second, "revocation applied after a server restart", func() bool { return e.reason(t, tok2) == "revoked_jti" })
+	testsupport.Until(t, 20*time.Second, "revocation applied after a server restart", func() bool { return e.reason(t, tok2) == "revoked_jti" })
 	fresh := e.issuer.Token("bob", time.Hour, nil)
 	tokens = append(tokens, fresh)
 	if r := e.reason(t, fresh); r != "ok" {
@@ -212,7 +210,7 @@ func TestSecurityRestrictedNATSUser(t *testing.T) {
 	if err := nc.Publish("$JS.API.STREAM.PURGE.REVOCATIONS", nil); err == nil {
 		_ = nc.Flush()
 	}
-	poll.Until(t, 5*time.Second, "permission violations reported", func() bool {
+	testsupport.Until(t, 5*time.Second, "permission violations reported", func() bool {
 		n := 0
 		violations.Range(func(k, _ any) bool {
 			if strings.Contains(strings.ToLower(k.(string)), "permissions violation") {

@@ -21,8 +21,7 @@ import (
 
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
-	"github.com/revoked-dev/revoked/internal/poll"
-	"github.com/revoked-dev/revoked/internal/testnats"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -33,7 +32,7 @@ const (
 
 type harness struct {
 	t      *testing.T
-	nats   *testnats.Server
+	nats   *testsupport.NATS
 	issuer *devissuer.Issuer
 	jwks   string
 	s      *Sidecar
@@ -42,7 +41,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
-	h := &harness{t: t, nats: testnats.Start(t)}
+	h := &harness{t: t, nats: testsupport.StartNATS(t)}
 	var err error
 	if h.issuer, err = devissuer.New("ES256", iss, aud); err != nil {
 		t.Fatal(err)
@@ -157,7 +156,7 @@ func TestEndToEnd(t *testing.T) {
 	// An operator creates the stream; an earlier revocation of mallory is in it.
 	js := h.nats.CreateStream(stream.Settings{})
 	h.publish(js, "revocations.cutoff", fmt.Sprintf(`{"type":"cutoff","claim":"sub","value":"mallory","not_before":%d,"iss":%q}`, time.Now().Add(time.Second).Unix(), iss))
-	poll.Until(t, 10*time.Second, "ready", h.s.Ready)
+	testsupport.Until(t, 10*time.Second, "ready", h.s.Ready)
 	if r := h.check(mallory); allowed(r) || description(r) != "token revoked" {
 		t.Fatalf("replayed cutoff not enforced at ready: %v", r.GetStatus())
 	}
@@ -182,7 +181,7 @@ func TestEndToEnd(t *testing.T) {
 	exp := time.Now().Add(time.Hour).Unix()
 	h.publish(js, "revocations.jti", fmt.Sprintf(`{"type":"jti","jti":%q,"exp":%d,"iss":%q,"reason":"logout"}`, jti, exp, iss))
 	h.publish(js, "revocations.cutoff", fmt.Sprintf(`{"type":"cutoff","claim":"sub","value":"carol","not_before":%d,"reason":"password_change"}`, time.Now().Add(time.Second).Unix()))
-	poll.Until(t, 5*time.Second, "bob and carol denied", func() bool { return !allowed(h.check(bobTok)) && !allowed(h.check(carol)) })
+	testsupport.Until(t, 5*time.Second, "bob and carol denied", func() bool { return !allowed(h.check(bobTok)) && !allowed(h.check(carol)) })
 	for name, tok := range map[string]string{"bob": bobTok, "carol": carol} {
 		r := h.check(tok)
 		if r.GetDeniedResponse().GetStatus().GetCode() != 401 || description(r) != "token revoked" {
@@ -246,7 +245,7 @@ func TestUnixSocket(t *testing.T) {
 	if h.s.GRPCAddr() != "unix://"+sock {
 		t.Fatalf("GRPCAddr %q", h.s.GRPCAddr())
 	}
-	poll.Until(t, 10*time.Second, "ready", h.s.Ready)
+	testsupport.Until(t, 10*time.Second, "ready", h.s.Ready)
 	if r := h.check(h.issuer.Token("alice", time.Hour, nil)); !allowed(r) {
 		t.Fatalf("check over the Unix socket: %v", r.GetStatus())
 	}
@@ -258,10 +257,10 @@ func TestStalePolicy(t *testing.T) {
 			h := newHarness(t)
 			h.nats.CreateStream(stream.Settings{})
 			h.start("--max-staleness", "300ms", "--stale-policy", policy)
-			poll.Until(t, 10*time.Second, "ready", h.s.Ready)
+			testsupport.Until(t, 10*time.Second, "ready", h.s.Ready)
 			tok := h.issuer.Token("alice", time.Hour, nil)
 			h.nats.Stop()
-			poll.Until(t, 5*time.Second, "staleness past the limit", func() bool {
+			testsupport.Until(t, 5*time.Second, "staleness past the limit", func() bool {
 				return h.s.Replica.Staleness(time.Now()) > 400*time.Millisecond
 			})
 			time.Sleep(100 * time.Millisecond) // one turn of the gate loop
@@ -280,7 +279,7 @@ func TestStalePolicy(t *testing.T) {
 				}
 			}
 			h.nats.Restart()
-			poll.Until(t, 10*time.Second, "serving again after NATS returns", func() bool { return allowed(h.check(tok)) })
+			testsupport.Until(t, 10*time.Second, "serving again after NATS returns", func() bool { return allowed(h.check(tok)) })
 		})
 	}
 }
@@ -289,7 +288,7 @@ func TestGracefulShutdown(t *testing.T) {
 	h := newHarness(t)
 	h.nats.CreateStream(stream.Settings{})
 	h.start()
-	poll.Until(t, 10*time.Second, "ready", h.s.Ready)
+	testsupport.Until(t, 10*time.Second, "ready", h.s.Ready)
 	if r := h.check(h.issuer.Token("alice", time.Hour, nil)); !allowed(r) {
 		t.Fatal("not serving")
 	}
@@ -318,7 +317,7 @@ func TestDevMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	poll.Until(t, 10*time.Second, "dev sidecar ready", s.Ready)
+	testsupport.Until(t, 10*time.Second, "dev sidecar ready", s.Ready)
 	resp, err := http.Get("http://" + s.AdminAddr() + "/dev/token?sub=zoe")
 	if err != nil {
 		t.Fatal(err)

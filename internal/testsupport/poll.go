@@ -1,6 +1,4 @@
-// Package poll waits in tests for a condition to hold, checking it every 10 ms, instead
-// of sleeping for a guessed time.
-package poll
+package testsupport
 
 import (
 	"testing"

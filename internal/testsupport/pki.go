@@ -1,6 +1,4 @@
-// Package testpki makes a throwaway certificate authority for tests of TLS and mutual
-// TLS: a CA, and server or client certificates it signs, as PEM files and in memory.
-package testpki
+package testsupport
 
 import (
 	"crypto/ecdsa"
@@ -28,8 +26,8 @@ type CA struct {
 	serial int64
 }
 
-// New makes a CA whose files live in a temporary directory of t.
-func New(t testing.TB) *CA {
+// NewCA makes a CA whose files live in a temporary directory of t.
+func NewCA(t testing.TB) *CA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{

@@ -1,6 +1,4 @@
-// Package testnats runs a real NATS server with JetStream inside a test process, on a
-// random port, and can restart it on the same port and store to test reconnects.
-package testnats
+package testsupport
 
 import (
 	"context"
@@ -15,16 +13,16 @@ import (
 	"github.com/revoked-dev/revoked/stream"
 )
 
-// Server is an embedded nats-server with JetStream.
-type Server struct {
+// NATS is an embedded nats-server with JetStream.
+type NATS struct {
 	t    testing.TB
 	opts *server.Options
 	*server.Server
 }
 
-// Options returns the options Start uses: loopback, a random port, JetStream on a
-// temporary store. Tests may change them (users, TLS) before StartWith.
-func Options(t testing.TB) *server.Options {
+// NATSOptions returns the options StartNATS uses: loopback, a random port, JetStream on a
+// temporary store. Tests may change them (users, TLS) before StartNATSWith.
+func NATSOptions(t testing.TB) *server.Options {
 	return &server.Options{
 		Host:               "127.0.0.1",
 		Port:               -1,
@@ -38,19 +36,19 @@ func Options(t testing.TB) *server.Options {
 	}
 }
 
-// Start runs a server with Options(t); it is shut down when the test ends.
-func Start(t testing.TB) *Server { return StartWith(t, Options(t)) }
+// StartNATS runs a server with NATSOptions(t); it is shut down when the test ends.
+func StartNATS(t testing.TB) *NATS { return StartNATSWith(t, NATSOptions(t)) }
 
-// StartWith runs a server with opts.
-func StartWith(t testing.TB, opts *server.Options) *Server {
+// StartNATSWith runs a server with opts.
+func StartNATSWith(t testing.TB, opts *server.Options) *NATS {
 	t.Helper()
-	s := &Server{t: t, opts: opts}
+	s := &NATS{t: t, opts: opts}
 	s.start()
 	t.Cleanup(func() { s.Shutdown() })
 	return s
 }
 
-func (s *Server) start() {
+func (s *NATS) start() {
 	s.t.Helper()
 	ns, err := server.NewServer(s.opts)
 	if err != nil {
@@ -66,23 +64,23 @@ func (s *Server) start() {
 }
 
 // Restart stops the server and starts it again on the same port and store directory.
-func (s *Server) Restart() {
+func (s *NATS) Restart() {
 	s.t.Helper()
 	s.Stop()
 	s.start()
 }
 
 // Stop shuts the server down and waits until it is gone.
-func (s *Server) Stop() {
+func (s *NATS) Stop() {
 	s.Shutdown()
 	s.WaitForShutdown()
 }
 
 // URL is the client URL.
-func (s *Server) URL() string { return s.ClientURL() }
+func (s *NATS) URL() string { return s.ClientURL() }
 
 // Connect opens a client connection closed when the test ends.
-func (s *Server) Connect(opts ...nats.Option) *nats.Conn {
+func (s *NATS) Connect(opts ...nats.Option) *nats.Conn {
 	s.t.Helper()
 	nc, err := nats.Connect(s.ClientURL(), opts...)
 	if err != nil {
@@ -93,7 +91,7 @@ func (s *Server) Connect(opts ...nats.Option) *nats.Conn {
 }
 
 // CreateStream creates the revocation stream with the contract's defaults.
-func (s *Server) CreateStream(settings stream.Settings) jetstream.JetStream {
+func (s *NATS) CreateStream(settings stream.Settings) jetstream.JetStream {
 	s.t.Helper()
 	js, err := jetstream.New(s.Connect())
 	if err != nil {
