@@ -30,7 +30,7 @@
 //	EXPLORE_SKIP=1        skip TestExplore (for a machine too slow for its timings)
 //	EXPLORE_VERBOSE=1     print the replicas' log tail with each violation
 //
-// make test runs the short form (seeds 1-3 in parallel, about a minute); make
+// make test runs the short form (seeds 1, 2 and 4, two at a time, about a minute); make
 // test-explore runs the long form.
 package explore
 
@@ -49,7 +49,7 @@ import (
 const noSeed = ^uint64(0)
 
 // shortSeeds are the short form's fixed seeds, run in parallel by make test.
-var shortSeeds = []uint64{1, 2, 3}
+var shortSeeds = []uint64{1, 2, 4}
 
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)

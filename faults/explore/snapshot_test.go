@@ -41,8 +41,8 @@ func newSnapshotKeys() snapshotKeys {
 
 // trustSnapshots configures a replica to load snapshots signed by the job's key, as
 // the sidecar does with --snapshot-public-key.
-func (w *world) trustSnapshots(rep *revsync.Replica) {
-	rep.SetSnapshotPublicKeys(w.snapKeys.pub)
+func (w *world) trustSnapshots(o *revsync.Options) {
+	o.SnapshotPublicKeys = []ed25519.PublicKey{w.snapKeys.pub}
 }
 
 // writeSnapshot stores s signed by the job, or (forged) by someone else.

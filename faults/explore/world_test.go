@@ -479,15 +479,13 @@ func (r *replica) start() {
 	}
 	if r.snapshot {
 		opts.SnapshotBucket = snapBucket
+		w.trustSnapshots(&opts)
 	}
 	setClock(&opts, r.clock)
 	if r.rep, err = revsync.New(r.nc, r.set, opts); err != nil {
 		r.startErr = err
 		r.nc.Close()
 		return
-	}
-	if r.snapshot {
-		w.trustSnapshots(r.rep)
 	}
 	verifier := authz.NewVerifier(r.keys, authz.VerifierConfig{
 		Issuers:     []string{issuer},
