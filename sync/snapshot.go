@@ -708,13 +708,6 @@ func ParseSnapshotPublicKeys(b []byte) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-// SetSnapshotPublicKeys sets Options.SnapshotPublicKeys; call it before Run.
-//
-// Deprecated: set Options.SnapshotPublicKeys.
-func (r *Replica) SetSnapshotPublicKeys(keys ...ed25519.PublicKey) {
-	r.opts.SnapshotPublicKeys = slices.Clone(keys)
-}
-
 // Snapshot load results (revoked_snapshot_loads_total{result}).
 const (
 	snapOK          = "ok"
