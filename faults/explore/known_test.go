@@ -79,6 +79,40 @@ var known = []struct {
 	},
 }
 
+// Open, found on main with the fixes of issue 9 (the tree of 1 Dec 04:55-05:40 UTC), not
+// in the list above since it does not replay reliably (a race with a NATS restart):
+//
+// A replica started from a snapshot stays not ready, with staleness 0, for up to 60 s
+// after NATS restarts while it reads the snapshot: liveness on replica 0 (snapshot=true,
+// last-seq=0, "replica not caught up with the stream", connected) 13 s after every fault
+// healed. Seeds 1000, 1004, 1006, 1008 (of 31) and 2019 (of 27) in two 20-minute long
+// runs. The goroutine stack (EXPLORE_VERBOSE=1) shows Run blocked in loadSnapshot ->
+// js.ObjectStore -> jetStream.Stream -> apiRequest: a JetStream API request that the
+// restart lost, waiting for loadSnapshot's single 60 s context. Run's loop has not
+// started, so nothing retries it and Staleness (connected, no staleSince) says 0. Safe
+// (the replica is not ready), but it neither recovers nor shows as stale; a short
+// per-request timeout with a retry, or counting the wait as staleness, would. Replay
+// (it reproduced on the first try, not every time):
+//
+//	EXPLORE_VERBOSE=1 EXPLORE_OPS='...' go test -race -count=1 -run TestExplore ./faults/explore
+//
+// with the operations of seed 1000 shrunk to 60:
+//
+//   pubcutoff(0,20,0,1,1) sleep(4196) pubjti(27,0,0,0) partition(1) mint(2,2,1,2,0,0)
+//   pubjti(62,0,1,1) pubcutoff(1,3,4,0,4) snapshot(3) heal(1) pubjti(0,0,2,0)
+//   pubjti(13,0,0,2) sleep(723) keyrm(6) keyadd(1) recreate(800) sleep(114) natsstop()
+//   pubjti(0,0,1,2) rmm(2,23) sleep(4330) sleep(4012) pubcutoff(0,21,0,0,1) natsstart()
+//   pubjti(24,0,0,2) partition(1) heal(1) keyrm(2) pubdup(42) restart(1,0) restart(1,0)
+//   mint(5,2,3,2,0,1) pubcutoff(1,3,2,1,1) pubcutoff(0,11,2,1,0) pubcutoff(1,63,0,1,3)
+//   sleep(407) snapshot(0) pubcutoff(2,47,0,0,0) recreate(400) pubjti(43,0,0,2)
+//   partition(1) recreate(400) heal(1) restart(0,1) pubcutoff(2,43,1,1,1) natsstop()
+//   natsstart() mint(2,2,0,1,2,2) pubjti(6,0,0,1) sleep(5937) sleep(1335)
+//   pubjti(14,0,0,1) keyrm(1) pubbad(4) mint(6,2,5,1,0,2) sleep(1470) mint(5,3,0,2,0,2)
+//   pubjti(53,0,2,2) pubcutoff(0,19,3,0,4) mint(5,1,3,2,0,3) sleep(4786)
+//
+// or EXPLORE_SEED=2019 EXPLORE_STEPS=250 (the whole run; seeds 1000-1008 were drawn by
+// the generator before OpStreamDelete and no longer give the same lists).
+
 // testKnown replays the known lists, two at a time; each must give no violation.
 func testKnown(t *testing.T, total *stats) {
 	t.Run("known", func(t *testing.T) {
