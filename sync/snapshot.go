@@ -16,6 +16,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -720,6 +721,66 @@ const (
 	snapError       = "error"         // NATS errors, timeouts
 )
 
+// snapshotRequestTimeout bounds each request of a snapshot load, and a read that stalls.
+const snapshotRequestTimeout = 10 * time.Second
+
+// stallGuard cancels its context once the reads it watches make no progress for a
+// while: a snapshot of 1M entries streams for seconds, but a consumer lost in a NATS
+// restart would otherwise wait out the whole load's deadline.
+type stallGuard struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	last   atomic.Int64 // unix nanoseconds of the last progress
+	done   chan struct{}
+}
+
+func newStallGuard(parent context.Context, after time.Duration) *stallGuard {
+	g := &stallGuard{done: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(parent)
+	g.progress()
+	go func() {
+		t := time.NewTicker(after / 10)
+		defer t.Stop()
+		for {
+			select {
+			case <-g.done:
+				return
+			case <-g.ctx.Done():
+				return
+			case now := <-t.C:
+				if now.Sub(time.Unix(0, g.last.Load())) > after {
+					g.cancel()
+					return
+				}
+			}
+		}
+	}()
+	return g
+}
+
+func (g *stallGuard) progress() { g.last.Store(time.Now().UnixNano()) }
+
+func (g *stallGuard) stop() {
+	close(g.done)
+	g.cancel()
+}
+
+// reader marks progress on every read that returns bytes.
+func (g *stallGuard) reader(r io.Reader) io.Reader { return guardedReader{r, g} }
+
+type guardedReader struct {
+	r io.Reader
+	g *stallGuard
+}
+
+func (gr guardedReader) Read(p []byte) (int, error) {
+	n, err := gr.r.Read(p)
+	if n > 0 {
+		gr.g.progress()
+	}
+	return n, err
+}
+
 // snapshotResults are the labels of revoked_snapshot_loads_total.
 var snapshotResults = []string{snapOK, snapMissing, snapNoKey, snapOldFormat, snapBadSig, snapOtherStream, snapMalformed, snapError}
 
@@ -737,7 +798,10 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 		return 0
 	}
 	loads := r.snapshotLoads
-	c, cancel := context.WithTimeout(ctx, 60*time.Second)
+	// A request lost in a NATS restart must not hold the replica for long: each request
+	// gets snapshotRequestTimeout, and the read is given up once it stalls that long
+	// (see stallGuard); a snapshot not used costs a full replay, never an entry.
+	c, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
 	fail := func(result, msg string, args ...any) uint64 {
@@ -750,14 +814,19 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	if len(keys) == 0 {
 		return fail(snapNoKey, "no snapshot public key is set (--snapshot-public-key)")
 	}
-	obs, err := r.js.ObjectStore(c, r.opts.SnapshotBucket)
+	oc, ocancel := context.WithTimeout(c, snapshotRequestTimeout)
+	obs, err := r.js.ObjectStore(oc, r.opts.SnapshotBucket)
+	ocancel()
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fail(snapMissing, "no snapshot bucket", "err", err)
 	}
 	if err != nil {
 		return fail(snapError, "snapshot bucket unreadable", "err", err)
 	}
-	res, err := obs.Get(c, r.opts.Stream)
+	guard := newStallGuard(c, snapshotRequestTimeout)
+	defer guard.stop()
+	res, err := obs.Get(guard.ctx, r.opts.Stream)
+	guard.progress()
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fail(snapMissing, "no snapshot of the stream in the bucket", "err", err)
 	}
@@ -765,7 +834,7 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 		return fail(snapError, "snapshot unreadable", "err", err)
 	}
 	defer res.Close()
-	d, s, err := readSnapshotHeader(bufio.NewReaderSize(res, 64<<10), keys)
+	d, s, err := readSnapshotHeader(bufio.NewReaderSize(guard.reader(res), 64<<10), keys)
 	switch {
 	case errors.Is(err, ErrOldSnapshot):
 		return fail(snapOldFormat, "snapshot in the old unsigned format REVSNAP1 (run revokectl snapshot --signing-key with this version)", "err", err)

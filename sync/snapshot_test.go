@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -463,4 +464,35 @@ func FuzzSnapshotParse(f *testing.F) {
 			t.Fatalf("round trip: %+v, want %+v", back, got)
 		}
 	})
+}
+
+// A snapshot read that stalls (a consumer lost in a NATS restart) is given up once it
+// makes no progress for a while, instead of holding the replica for the load's whole
+// deadline; a read that progresses is left alone (explorer finding, seed 2019).
+func TestSnapshotStallGuard(t *testing.T) {
+	g := newStallGuard(context.Background(), 300*time.Millisecond)
+	defer g.stop()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	r := g.reader(pr)
+	go func() {
+		for range 6 { // 6 × 100 ms of steady progress: longer than the limit in all
+			time.Sleep(100 * time.Millisecond)
+			_, _ = pw.Write([]byte("x"))
+		}
+	}()
+	buf := make([]byte, 1)
+	for range 6 {
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g.ctx.Err() != nil {
+		t.Fatal("a read that progresses was given up")
+	}
+	select {
+	case <-g.ctx.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("a stalled read was not given up")
+	}
 }
