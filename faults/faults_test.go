@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // publishFor lets the publisher run for d and checks that events are still acked.
@@ -76,9 +77,9 @@ func TestSidecarPartitioned(t *testing.T) {
 	start := time.Now()
 	e := newEnv(t, 1)
 	a := e.sidecars(1, sidecarOpts{})[0]
-	proxyB, proxyC := startProxy(t, e.nats.nodes[0].addr()), startProxy(t, e.nats.nodes[0].addr())
-	b := startSidecar(t, "b-serve", e, sidecarOpts{natsURL: proxyB.url(), maxStaleness: time.Second, stalePolicy: "serve"})
-	c := startSidecar(t, "c-deny", e, sidecarOpts{natsURL: proxyC.url(), maxStaleness: time.Second, stalePolicy: "deny"})
+	proxyB, proxyC := testsupport.StartProxy(t, e.nats.nodes[0].addr()), testsupport.StartProxy(t, e.nats.nodes[0].addr())
+	b := startSidecar(t, "b-serve", e, sidecarOpts{natsURL: proxyB.URL(), maxStaleness: time.Second, stalePolicy: "serve"})
+	c := startSidecar(t, "c-deny", e, sidecarOpts{natsURL: proxyC.URL(), maxStaleness: time.Second, stalePolicy: "deny"})
 	b.waitReady()
 	c.waitReady()
 	p := e.publisher(nil)
@@ -100,8 +101,8 @@ func TestSidecarPartitioned(t *testing.T) {
 		addSecret(fresh)
 		t.Logf("round %d: partition b and c from NATS for %s (%d acked so far)", round+1, cut, p.stats().acked)
 		cutAt := time.Now()
-		proxyB.partition()
-		proxyC.partition()
+		proxyB.Partition()
+		proxyC.Partition()
 		for _, s := range []*sidecar{b, c} {
 			waitFor(t, 20*time.Second, s.name+" revoked_sync_connected 0", func() error {
 				return metricIs(s, "revoked_sync_connected", 0)
@@ -146,8 +147,8 @@ func TestSidecarPartitioned(t *testing.T) {
 			t.Errorf("a (connected) answered %q, %v for a fresh token", a, err)
 		}
 		hold(cut - time.Since(cutAt))
-		proxyB.heal()
-		proxyC.heal()
+		proxyB.Heal()
+		proxyC.Heal()
 		for _, s := range []*sidecar{b, c} {
 			waitFor(t, 30*time.Second, s.name+" reconnected", func() error {
 				if err := metricIs(s, "revoked_sync_connected", 1); err != nil {
@@ -186,8 +187,8 @@ func TestLostAck(t *testing.T) {
 	start := time.Now()
 	e := newEnv(t, 1)
 	scs := e.sidecars(2, sidecarOpts{})
-	pp := startProxy(t, e.nats.nodes[0].addr())
-	js, err := jetstream.New(e.nats.connect(pp.url(), "faults-publisher-proxied"))
+	pp := testsupport.StartProxy(t, e.nats.nodes[0].addr())
+	js, err := jetstream.New(e.nats.connect(pp.URL(), "faults-publisher-proxied"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,9 +196,9 @@ func TestLostAck(t *testing.T) {
 	for round := range tm.rounds {
 		publishFor(t, p, tm.phase)
 		t.Logf("round %d: acks lost for %s (%d acked so far)", round+1, tm.fault+time.Second, p.stats().acked)
-		pp.dropDown.Store(true)
+		pp.DropReplies(true)
 		hold(tm.fault + time.Second) // more than the publisher's ack wait (1s)
-		pp.dropDown.Store(false)
+		pp.DropReplies(false)
 	}
 	publishFor(t, p, tm.phase)
 	p.finish()

@@ -3,11 +3,8 @@ package sync_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"runtime"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
@@ -241,73 +238,6 @@ func FuzzApply(f *testing.F) {
 	})
 }
 
-// cutProxy is a TCP proxy that can cut every connection through it and refuse new
-// ones until healed.
-type cutProxy struct {
-	l     net.Listener
-	mu    gosync.Mutex
-	cut   bool
-	conns []net.Conn
-}
-
-func newCutProxy(t *testing.T, upstream string) *cutProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{l: l}
-	var wg gosync.WaitGroup
-	t.Cleanup(func() {
-		l.Close()
-		p.partition()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			cut := p.cut
-			p.mu.Unlock()
-			up, err := net.Dial("tcp", upstream)
-			if cut || err != nil {
-				c.Close()
-				if up != nil {
-					up.Close()
-				}
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(up, c); up.Close() }()
-			go func() { defer wg.Done(); _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) partition() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *cutProxy) heal() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = false
-}
-
 // A replica whose consumer cannot be recreated for a while must not stay stuck once it
 // can be again. Here the replica is cut off from NATS, its consumer is deleted and the
 // stream's only consumer slot taken; when it reconnects, every attempt to recreate the
@@ -325,8 +255,8 @@ func TestHostileConsumerStall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stream with one consumer slot: %v", err)
 	}
-	proxy := newCutProxy(t, srv.Addr().String())
-	nc, err := nats.Connect("nats://"+proxy.l.Addr().String(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	proxy := testsupport.StartProxy(t, srv.Addr().String())
+	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +289,7 @@ func TestHostileConsumerStall(t *testing.T) {
 	if !waitSeq(publish("before"), 10*time.Second) {
 		t.Fatal("first event not applied")
 	}
-	proxy.partition()
+	proxy.Partition()
 	var name string
 	for n := range st.ConsumerNames(ctx).Name() {
 		name = n
@@ -374,7 +304,7 @@ func TestHostileConsumerStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := publish("during")
-	proxy.heal()
+	proxy.Heal()
 	// Long enough for the ordered consumer's own resets (1 s, 2 s) to give up.
 	deadline := time.Now().Add(10 * time.Second)
 	for !nc.IsConnected() && time.Now().Before(deadline) {

@@ -53,7 +53,7 @@ func (w *world) exec(op Op) {
 	case OpPartition:
 		r := w.reps[op.arg(0)%len(w.reps)]
 		if !r.partitioned {
-			r.proxy.partition()
+			r.proxy.Partition()
 			r.partitioned = true
 		}
 	case OpHeal:
@@ -161,7 +161,7 @@ func (w *world) streamCreate() {
 
 func (w *world) heal(r *replica) {
 	if r.partitioned {
-		r.proxy.heal()
+		r.proxy.Heal()
 		r.partitioned = false
 		r.partEnd = time.Now()
 	}

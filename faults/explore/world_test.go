@@ -28,6 +28,7 @@ import (
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/natsconn"
 	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
@@ -154,7 +155,7 @@ type replica struct {
 	w           *world
 	idx         int
 	keysKind    int
-	proxy       *proxy
+	proxy       *testsupport.Proxy
 	partitioned bool
 	partEnd     time.Time
 	snapshot    bool
@@ -245,7 +246,7 @@ func newWorld(tb testing.TB, st *stats) (w *world, err error) {
 	w.jwksSrv = httptest.NewServer(http.HandlerFunc(w.serveJWKS))
 	w.snapKeys = newSnapshotKeys()
 	for i := 0; i < nReplicas; i++ {
-		p, err := startProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(w.nsOpts.Port)))
+		p, err := testsupport.NewProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(w.nsOpts.Port)))
 		if err != nil {
 			return nil, err
 		}
@@ -310,7 +311,7 @@ func (w *world) ensureStream() error {
 func (w *world) close() {
 	for _, r := range w.reps {
 		r.stop()
-		r.proxy.close()
+		r.proxy.Close()
 	}
 	if w.jwksSrv != nil {
 		w.jwksSrv.Close()
@@ -460,7 +461,7 @@ func (r *replica) start() {
 		r.startErr = err
 		return
 	}
-	nco := natsconn.Options{URL: r.proxy.url(), Name: "revoked-sidecar"}
+	nco := natsconn.Options{URL: r.proxy.URL(), Name: "revoked-sidecar"}
 	if r.nc, err = nco.Connect(log); err != nil {
 		r.startErr = err
 		return
