@@ -28,9 +28,10 @@ type Env struct {
 // named after name when dir is empty.
 func NewEnv(ctx context.Context, natsBin, dir, name string) (e *Env, err error) {
 	e = &Env{Dir: dir}
+	started := e // the error returns below set e to nil
 	defer func() {
 		if err != nil {
-			e.Close()
+			started.Close()
 		}
 	}()
 	if dir == "" {
