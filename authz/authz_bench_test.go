@@ -27,6 +27,7 @@ import (
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
+	"github.com/revoked-dev/revoked/jwtkeys"
 )
 
 // In-process decision benchmarks (opa-envoy-plugin's internal_bench_test.go style): the
@@ -78,7 +79,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		}
 		benchShared = &benchEnv{iss: iss, jwks: path, set: set, naive: naive}
 	})
-	keys, err := NewKeys(b.Context(), KeysConfig{File: benchShared.jwks}, nil)
+	keys, err := jwtkeys.New(b.Context(), jwtkeys.Config{File: benchShared.jwks}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
+	"github.com/revoked-dev/revoked/jwtkeys"
 )
 
 // hostileEnv is a self-contained authorizer over one Ed25519 key whose private half the
@@ -65,7 +66,7 @@ func newHostileEnvTB(t testing.TB) *hostileEnv {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	keys, err := NewKeys(ctx, KeysConfig{File: path}, nil)
+	keys, err := jwtkeys.New(ctx, jwtkeys.Config{File: path}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/jwtkeys"
 )
 
 const (
@@ -26,13 +27,13 @@ const (
 // authorizer with a real blocklist, and a real gRPC server on loopback.
 type testEnv struct {
 	rsa, ed *devissuer.Issuer
-	keys    *Keys
+	keys    *jwtkeys.Keys
 	set     *blocklist.Set
 	a       *Authorizer
 	client  authv3.AuthorizationClient
 }
 
-func newTestEnv(t testing.TB, mutate ...func(*VerifierConfig, *KeysConfig)) *testEnv {
+func newTestEnv(t testing.TB, mutate ...func(*VerifierConfig, *jwtkeys.Config)) *testEnv {
 	t.Helper()
 	e := &testEnv{}
 	var err error
@@ -48,13 +49,13 @@ func newTestEnv(t testing.TB, mutate ...func(*VerifierConfig, *KeysConfig)) *tes
 		t.Fatal(err)
 	}
 	vc := VerifierConfig{Issuers: []string{testIss}, Audiences: []string{testAud}, Leeway: 5 * time.Second, RequireJTI: true, CutoffClaims: []string{"sub", "sid", "client_id"}}
-	kc := KeysConfig{File: path}
+	kc := jwtkeys.Config{File: path}
 	for _, m := range mutate {
 		m(&vc, &kc)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if e.keys, err = NewKeys(ctx, kc, nil); err != nil {
+	if e.keys, err = jwtkeys.New(ctx, kc, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.set = blocklist.New()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/envoyreq"
+	"github.com/revoked-dev/revoked/jwtkeys"
 )
 
 // check sends req over the real gRPC connection and returns the response.
@@ -298,7 +299,7 @@ func TestRepeatedAuthorizationHeaders(t *testing.T) {
 
 func TestHMACWhenConfigured(t *testing.T) {
 	secret := []byte(strings.Repeat("s", 32))
-	e := newTestEnv(t, func(_ *VerifierConfig, k *KeysConfig) { k.HMACSecret = secret })
+	e := newTestEnv(t, func(_ *VerifierConfig, k *jwtkeys.Config) { k.HMACSecret = secret })
 	good := jwt.NewWithClaims(jwt.SigningMethodHS256, validClaims(e))
 	tok, _ := good.SignedString(secret)
 	if resp := e.check(t, envoyreq.Bearer(tok)); code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
@@ -352,7 +353,7 @@ func TestCacheEntryNeverOutlivesExp(t *testing.T) {
 // by its lifetime exp - iat at every clock position (issue 9 row 3: a 30 h token was
 // refused only while more than 24 h remained, so it passed once its cutoff was purged).
 func TestTooLongLived(t *testing.T) {
-	e := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.MaxLifetime = 24 * time.Hour })
+	e := newTestEnv(t, func(v *VerifierConfig, _ *jwtkeys.Config) { v.MaxLifetime = 24 * time.Hour })
 	now := time.Now()
 	at := func(iat, exp time.Time) string {
 		return e.ed.Token("alice", 0, jwt.MapClaims{"iat": iat.Unix(), "exp": exp.Unix()})
@@ -383,7 +384,7 @@ func TestTooLongLived(t *testing.T) {
 		}
 	}
 	// A replica where the cutoff is purged, or that started after it aged out.
-	purged := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.MaxLifetime = 24 * time.Hour })
+	purged := newTestEnv(t, func(v *VerifierConfig, _ *jwtkeys.Config) { v.MaxLifetime = 24 * time.Hour })
 	long = purged.ed.Token("alice", 0, jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(30 * time.Hour).Unix()})
 	if d := purged.a.Decide("Bearer "+long, now.Add(25*time.Hour)); d.Reason != ReasonTooLongLived {
 		t.Errorf("a 30 h token at +25 h, its cutoff purged: %v, want too_long_lived", d.Reason)
@@ -422,7 +423,7 @@ func TestTokenWithoutKID(t *testing.T) {
 // Extra cutoff claims (--cutoff-claim tenant) add to sub, sid, client_id, and match
 // numbers and booleans by their JSON text; null, arrays and objects never match.
 func TestExtraCutoffClaim(t *testing.T) {
-	e := newTestEnv(t, func(v *VerifierConfig, _ *KeysConfig) { v.CutoffClaims = []string{"tenant"} })
+	e := newTestEnv(t, func(v *VerifierConfig, _ *jwtkeys.Config) { v.CutoffClaims = []string{"tenant"} })
 	// Every token minted below, however slowly, is issued before it.
 	nb := time.Now().Add(time.Hour).Unix()
 	for _, v := range []string{"42", "acme", "true", "4.2e1", "[42]", "null"} {

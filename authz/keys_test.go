@@ -14,6 +14,7 @@ import (
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/jwtkeys"
 )
 
 // jwksServer serves a JWK Set that the test can change, and counts fetches.
@@ -49,7 +50,7 @@ func newURLAuthorizer(t *testing.T, url string) *Authorizer {
 func newURLAuthorizerOpts(t *testing.T, url string, refresh time.Duration, cache int) *Authorizer {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	keys, err := NewKeys(ctx, KeysConfig{URL: url, Refresh: refresh}, nil)
+	keys, err := jwtkeys.New(ctx, jwtkeys.Config{URL: url, Refresh: refresh}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestJWKSFileReload(t *testing.T) {
 	write(a1.JWK())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	keys, err := NewKeys(ctx, KeysConfig{File: path, Refresh: 50 * time.Millisecond}, nil)
+	keys, err := jwtkeys.New(ctx, jwtkeys.Config{File: path, Refresh: 50 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestJWKSURLDownAtStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	start := time.Now()
-	keys, err := NewKeys(ctx, KeysConfig{URL: srv.URL, Refresh: time.Hour}, nil)
+	keys, err := jwtkeys.New(ctx, jwtkeys.Config{URL: srv.URL, Refresh: time.Hour}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +267,8 @@ func TestJWKSKeysNotForSignatures(t *testing.T) {
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	for _, kc := range []KeysConfig{{File: path}, {URL: srv.URL}} {
-		keys, err := NewKeys(ctx, kc, nil)
+	for _, kc := range []jwtkeys.Config{{File: path}, {URL: srv.URL}} {
+		keys, err := jwtkeys.New(ctx, kc, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,20 +300,20 @@ func TestJWKSKeysNotForSignatures(t *testing.T) {
 	if err := os.WriteFile(path, encOnly, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewKeys(ctx, KeysConfig{File: path}, nil); err == nil {
+	if _, err := jwtkeys.New(ctx, jwtkeys.Config{File: path}, nil); err == nil {
 		t.Error("a JWKS file of encryption keys only accepted")
 	}
 }
 
 func TestNewKeysRefusesBadConfig(t *testing.T) {
 	ctx := context.Background()
-	if _, err := NewKeys(ctx, KeysConfig{}, nil); err == nil {
+	if _, err := jwtkeys.New(ctx, jwtkeys.Config{}, nil); err == nil {
 		t.Error("no key source accepted")
 	}
-	if _, err := NewKeys(ctx, KeysConfig{HMACSecret: []byte("short")}, nil); err == nil {
+	if _, err := jwtkeys.New(ctx, jwtkeys.Config{HMACSecret: []byte("short")}, nil); err == nil {
 		t.Error("a short HMAC secret accepted")
 	}
-	if _, err := NewKeys(ctx, KeysConfig{File: filepath.Join(t.TempDir(), "missing.json")}, nil); err == nil {
+	if _, err := jwtkeys.New(ctx, jwtkeys.Config{File: filepath.Join(t.TempDir(), "missing.json")}, nil); err == nil {
 		t.Error("a missing JWKS file accepted")
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/jwtkeys"
 )
 
 // VerifierConfig holds the claim checks.
@@ -52,20 +53,20 @@ type tokenClaims struct {
 
 // Verifier checks a token's signature and claims. It is safe for concurrent use.
 type Verifier struct {
-	keys   *Keys
+	keys   *jwtkeys.Keys
 	parser *jwt.Parser
 	cfg    VerifierConfig
 	extra  []string // cutoff claims beyond sub, sid, client_id
 }
 
 // NewVerifier returns a Verifier using keys.
-func NewVerifier(keys *Keys, cfg VerifierConfig) *Verifier {
+func NewVerifier(keys *jwtkeys.Keys, cfg VerifierConfig) *Verifier {
 	v := &Verifier{
 		keys: keys,
 		cfg:  cfg,
 		// Claims are checked below against the caller's clock, so that the decision
 		// and its reason do not depend on the library's defaults.
-		parser: jwt.NewParser(jwt.WithValidMethods(keys.Methods()), jwt.WithoutClaimsValidation()),
+		parser: keys.NewParser(jwt.WithoutClaimsValidation()),
 	}
 	for _, c := range cfg.CutoffClaims {
 		// The built-in claims are read from the decoded claims below.
@@ -88,11 +89,11 @@ func (v *Verifier) Verify(token string, now time.Time) (*Claims, Reason) {
 
 func (v *Verifier) classify(t *jwt.Token, err error) Reason {
 	switch {
-	case errors.Is(err, ErrBadAlgorithm):
+	case errors.Is(err, jwtkeys.ErrBadAlgorithm):
 		return ReasonBadAlgorithm
-	case errors.Is(err, ErrUnknownKey):
+	case errors.Is(err, jwtkeys.ErrUnknownKey):
 		return ReasonUnknownKey
-	case errors.Is(err, ErrCritHeader), errors.Is(err, jwt.ErrTokenMalformed):
+	case errors.Is(err, jwtkeys.ErrCritHeader), errors.Is(err, jwt.ErrTokenMalformed):
 		return ReasonMalformed
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		if t != nil && t.Method != nil && !slices.Contains(v.keys.Methods(), t.Method.Alg()) {

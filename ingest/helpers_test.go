@@ -22,10 +22,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/flags"
 	"github.com/revoked-dev/revoked/internal/testsupport"
+	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -316,6 +316,6 @@ func readAll(res *http.Response) string {
 	return string(b)
 }
 
-func newKeysForTest(ctx context.Context, file string) (*authz.Keys, error) {
-	return authz.NewKeys(ctx, authz.KeysConfig{File: file}, nil)
+func newKeysForTest(ctx context.Context, file string) (*jwtkeys.Keys, error) {
+	return jwtkeys.New(ctx, jwtkeys.Config{File: file}, nil)
 }

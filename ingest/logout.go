@@ -39,8 +39,7 @@ func logoutErr(format string, a ...any) error { return errLogout{fmt.Sprintf(for
 // member as a JSON object, sub or sid or both, and no nonce.
 func (s *Server) validateLogoutToken(raw string) (logoutToken, error) {
 	var lt logoutToken
-	p := jwt.NewParser(
-		jwt.WithValidMethods(s.keys.Methods()),
+	p := s.keys.NewParser(
 		jwt.WithLeeway(s.cfg.Leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),

@@ -106,8 +106,7 @@ func (s *Server) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 // verifyAccessToken verifies raw as a JWT access token of the configured issuers and
 // audiences. It returns why the token is not to be revoked, or "".
 func (s *Server) verifyAccessToken(raw string) (jwt.MapClaims, string) {
-	p := jwt.NewParser(
-		jwt.WithValidMethods(s.keys.Methods()),
+	p := s.keys.NewParser(
 		jwt.WithLeeway(s.cfg.Leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(s.now),

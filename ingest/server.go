@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/revoked-dev/revoked/authz"
+	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/publish"
 )
 
@@ -32,7 +32,7 @@ type Server struct {
 	log     *slog.Logger
 	nc      *nats.Conn
 	pub     *publish.Publisher
-	keys    *authz.Keys // nil: /oauth2/revoke and /backchannel-logout are off
+	keys    *jwtkeys.Keys // nil: /oauth2/revoke and /backchannel-logout are off
 	metrics *metrics
 	replay  *replayCache
 	now     func() time.Time
@@ -86,7 +86,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 		}
 	}
 	if cfg.JWKSFile != "" || cfg.JWKSURL != "" {
-		keys, err := authz.NewKeys(ctx, authz.KeysConfig{File: cfg.JWKSFile, URL: cfg.JWKSURL}, log)
+		keys, err := jwtkeys.New(ctx, jwtkeys.Config{File: cfg.JWKSFile, URL: cfg.JWKSURL}, log)
 		if err != nil {
 			return nil, err
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/testsupport"
+	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/natsconn"
 	"github.com/revoked-dev/revoked/stream"
 	revsync "github.com/revoked-dev/revoked/sync"
@@ -166,7 +167,7 @@ type replica struct {
 	nc        *nats.Conn
 	set       *blocklist.Set
 	rep       *revsync.Replica
-	keys      *authz.Keys
+	keys      *jwtkeys.Keys
 	az        *authz.Authorizer
 	startedAt time.Time
 	startErr  error
@@ -446,7 +447,7 @@ func (r *replica) start() {
 	r.startedAt = time.Now()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	log := w.log.logger("replica" + strconv.Itoa(r.idx))
-	kc := authz.KeysConfig{}
+	kc := jwtkeys.Config{}
 	switch r.keysKind {
 	case keysFile:
 		kc.File, kc.Refresh = w.jwksFile, 500*time.Millisecond
@@ -457,7 +458,7 @@ func (r *replica) start() {
 	}
 	var err error
 	r.done = nil
-	if r.keys, err = authz.NewKeys(r.ctx, kc, log); err != nil {
+	if r.keys, err = jwtkeys.New(r.ctx, kc, log); err != nil {
 		r.startErr = err
 		return
 	}

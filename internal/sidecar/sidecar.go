@@ -31,6 +31,7 @@ import (
 
 	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/jwtkeys"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
 
@@ -45,7 +46,7 @@ type Sidecar struct {
 	Set        *blocklist.Set
 	Replica    *revsync.Replica
 	Authorizer *authz.Authorizer
-	keys       *authz.Keys
+	keys       *jwtkeys.Keys
 	nc         *nats.Conn
 	dev        *devEnv
 
@@ -94,7 +95,7 @@ func Start(ctx context.Context, cfg Settings, log *slog.Logger) (s *Sidecar, err
 		}
 		secret = []byte(strings.TrimSpace(string(secret)))
 	}
-	s.keys, err = authz.NewKeys(ctx, authz.KeysConfig{File: cfg.JWKSFile, URL: cfg.JWKSURL, Refresh: cfg.JWKSRefresh, HMACSecret: secret}, log)
+	s.keys, err = jwtkeys.New(ctx, jwtkeys.Config{File: cfg.JWKSFile, URL: cfg.JWKSURL, Refresh: cfg.JWKSRefresh, HMACSecret: secret}, log)
 	if err != nil {
 		return nil, err
 	}

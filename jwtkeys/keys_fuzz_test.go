@@ -1,4 +1,4 @@
-package authz
+package jwtkeys
 
 import (
 	"log/slog"

@@ -1,4 +1,10 @@
-package authz
+// Package jwtkeys finds the keys that verify JWTs: an issuer's JWKS from a file
+// (reloaded when it changes) or a URL (refreshed, and fetched again on an unknown kid),
+// or a shared HMAC secret, behind the fixed list of accepted algorithms. The sidecar's
+// verifier and every ingest receiver parse tokens through it, so that the algorithm
+// list, the key-set generation and the refusal of keys a token names itself are
+// written once.
+package jwtkeys
 
 import (
 	"bytes"
@@ -36,8 +42,8 @@ var AsymmetricMethods = []string{
 // HMACMethods are accepted only when a shared secret is configured.
 var HMACMethods = []string{"HS256", "HS384", "HS512"}
 
-// KeysConfig says where signing keys come from. Set File or URL (or only HMACSecret).
-type KeysConfig struct {
+// Config says where signing keys come from. Set File or URL (or only HMACSecret).
+type Config struct {
 	File       string        // a JWKS file, polled for changes
 	URL        string        // a JWKS URL
 	Refresh    time.Duration // how often the URL (or file) is read again; default 1h (file: 10s)
@@ -70,9 +76,9 @@ var (
 	ErrCritHeader   = errors.New("unsupported crit header")
 )
 
-// NewKeys loads the keys. With a URL that cannot be reached yet it still returns; Loaded
+// New loads the keys. With a URL that cannot be reached yet it still returns; Loaded
 // stays false (and the sidecar unready) until a fetch succeeds.
-func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, error) {
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Keys, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -156,6 +162,12 @@ func NewKeys(ctx context.Context, cfg KeysConfig, log *slog.Logger) (*Keys, erro
 
 // Methods are the accepted algorithms.
 func (k *Keys) Methods() []string { return k.methods }
+
+// NewParser returns a JWT parser that accepts only the algorithms of Methods, whatever
+// the token says; opts add the caller's own checks. Parse with k.Keyfunc.
+func (k *Keys) NewParser(opts ...jwt.ParserOption) *jwt.Parser {
+	return jwt.NewParser(append([]jwt.ParserOption{jwt.WithValidMethods(k.methods)}, opts...)...)
+}
 
 // Loaded reports whether at least one key is known.
 func (k *Keys) Loaded(ctx context.Context) bool {
