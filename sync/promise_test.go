@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -334,4 +335,39 @@ func TestSnapshotAtDeletedLastMessage(t *testing.T) {
 	if !set.HasJTI(set.JTIKey(snapIss, "b")) {
 		t.Fatal("snapshot entry missing")
 	}
+}
+
+// A stream info request lost once (here: the server's replies dropped for 2.5 s) makes
+// the replica stale from its last sign of following, not from when its consumer was
+// created: a long-running healthy replica must not report hours of staleness (and, with
+// --stale-policy deny, deny every check) for one slow request.
+func TestStalenessCountsFromLastContact(t *testing.T) {
+	f := newFixture(t)
+	proxy := testsupport.StartProxy(t, f.srv.Addr().String())
+	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	opts := fast
+	opts.Registerer = f.reg
+	if f.r, err = New(nc, f.set, opts); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = f.r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testsupport.Until(t, 5*time.Second, "ready", f.r.Ready)
+	time.Sleep(5 * time.Second) // healthy for a while
+	proxy.DropReplies(true)
+	var worst time.Duration
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		worst = max(worst, f.r.Staleness(time.Now()))
+	}
+	proxy.DropReplies(false)
+	if worst > 4*time.Second {
+		t.Fatalf("staleness reached %v within 2.5 s of lost replies", worst)
+	}
+	testsupport.Until(t, 10*time.Second, "following again", func() bool { return f.r.Staleness(time.Now()) == 0 })
 }

@@ -111,7 +111,7 @@ type follower struct {
 	handled  atomic.Uint64          // messages this follower handled
 	seen     uint64                 // handled at the last check
 	progress time.Time              // when handled last moved (or the follower started)
-	infoOK   time.Time              // when its consumer info was last read
+	healthy  time.Time              // when it was last known to follow: caught up, or its consumer info read
 }
 
 // New returns a Replica that will apply the stream's events to set.
@@ -358,8 +358,8 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		if ctx.Err() == nil {
 			r.log.Warn("stream info", "stream", r.opts.Stream, "err", err)
 		}
-		if r.cur != nil && now.Sub(r.cur.infoOK) >= r.opts.StallAfter {
-			r.markStale(r.cur.infoOK)
+		if r.cur != nil && now.Sub(r.cur.healthy) >= r.opts.StallAfter {
+			r.markStale(r.cur.healthy)
 		}
 		return
 	}
@@ -390,12 +390,12 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 	if err != nil {
 		// The ordered consumer recreates itself after a gap; one that cannot has
 		// given up, or waits for a server that is gone.
-		if now.Sub(f.infoOK) >= r.opts.StallAfter {
+		if now.Sub(f.healthy) >= r.opts.StallAfter {
 			r.replace(ctx, f, now, "consumer lost", err)
 		}
 		return
 	}
-	f.infoOK = now
+	f.healthy = now
 	handled := f.handled.Load()
 	if handled != f.seen {
 		f.seen, f.progress = handled, now
@@ -428,7 +428,7 @@ func (r *Replica) consumerInfo(ctx context.Context, f *follower) (*jetstream.Con
 
 // caughtUp records that the replica has applied everything the stream holds.
 func (r *Replica) caughtUp(f *follower, now time.Time) {
-	f.progress = now
+	f.progress, f.healthy = now, now
 	r.pending.Store(0)
 	r.markReady()
 	if r.cutOff {
@@ -486,7 +486,7 @@ func (r *Replica) checkWindow(info *jetstream.StreamInfo) {
 // replica is stale until the next check succeeds.
 func (r *Replica) follow(ctx context.Context, start uint64) {
 	now := r.now()
-	f := &follower{progress: now, infoOK: now}
+	f := &follower{progress: now, healthy: now}
 	epoch := r.epoch.Add(1)
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{r.opts.SubjectPrefix + ".>"},
