@@ -41,24 +41,9 @@ var replicaPublish = []string{
 // exactly the documented rights, loads the snapshot, applies every event, and hits no
 // permissions violation.
 func TestSecuritySnapshotPermissions(t *testing.T) {
-	opts := testsupport.NATSOptions(t)
-	opts.Users = []*server.User{
-		{Username: "admin", Password: "admin-pw"},
-		{Username: "replica", Password: "replica-pw", Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: replicaPublish},
-			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
-		}},
-	}
-	srv := testsupport.StartNATSWith(t, opts)
-	admin, err := jetstream.New(srv.Connect(nats.UserInfo("admin", "admin-pw")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, admin := restrictedNATS(t, "replica", replicaPublish)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := stream.Ensure(ctx, admin, stream.Settings{}); err != nil {
-		t.Fatal(err)
-	}
 	exp := time.Now().Add(time.Hour).Unix()
 	var last uint64
 	publish := func(from, to int) {
@@ -161,24 +146,9 @@ var snapshotJobPublish = []string{
 // twice (creating the bucket, then replacing the object), with no permissions violation,
 // and the snapshot verifies. It cannot publish a revocation.
 func TestSecuritySnapshotJobPermissions(t *testing.T) {
-	opts := testsupport.NATSOptions(t)
-	opts.Users = []*server.User{
-		{Username: "admin", Password: "admin-pw"},
-		{Username: "job", Password: "job-pw", Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: snapshotJobPublish},
-			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
-		}},
-	}
-	srv := testsupport.StartNATSWith(t, opts)
-	admin, err := jetstream.New(srv.Connect(nats.UserInfo("admin", "admin-pw")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, admin := restrictedNATS(t, "job", snapshotJobPublish)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := stream.Ensure(ctx, admin, stream.Settings{}); err != nil {
-		t.Fatal(err)
-	}
 	var violations []string
 	var mu gosync.Mutex
 	nc, err := nats.Connect(srv.URL(), nats.UserInfo("job", "job-pw"),
@@ -244,4 +214,29 @@ func snapshotKeyPair(t *testing.T) (ed25519.PrivateKey, ed25519.PublicKey) {
 		t.Fatalf("public key %v (%v)", pubs, err)
 	}
 	return priv, pubs[0]
+}
+
+// restrictedNATS runs a server with an admin user and user (password user+"-pw") allowed
+// to publish only on publish, and creates the stream as the admin.
+func restrictedNATS(t *testing.T, user string, publish []string) (*testsupport.NATS, jetstream.JetStream) {
+	t.Helper()
+	opts := testsupport.NATSOptions(t)
+	opts.Users = []*server.User{
+		{Username: "admin", Password: "admin-pw"},
+		{Username: user, Password: user + "-pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: publish},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		}},
+	}
+	srv := testsupport.StartNATSWith(t, opts)
+	admin, err := jetstream.New(srv.Connect(nats.UserInfo("admin", "admin-pw")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := stream.Ensure(ctx, admin, stream.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, admin
 }
