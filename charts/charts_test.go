@@ -903,6 +903,15 @@ func TestSchemaRejects(t *testing.T) {
 		"port out of range":       {"sidecar.ports.admin=70000", "at '/sidecar/ports/admin'"},
 		"stream replicas":         {"streamInit.replicas=2", "at '/streamInit/replicas'"},
 		"NATS URL without scheme": {"nats.url=nats.example.com:4222", "at '/nats/url'"},
+		// The operator's pack: values Prometheus or the operator would refuse later.
+		"for in words":           {"monitoring.prometheusRule.alerts.stale.for=5 minutes", "at '/monitoring/prometheusRule/alerts/stale/for'"},
+		"Go duration":            {"monitoring.prometheusRule.alerts.propagationSlow.window=1m30.5s", "at '/monitoring/prometheusRule/alerts/propagationSlow/window'"},
+		"empty window":           {"monitoring.prometheusRule.alerts.streamReset.window=", "at '/monitoring/prometheusRule/alerts/streamReset/window'"},
+		"ratio above 1":          {"monitoring.prometheusRule.alerts.nearCapacity.ratio=2", "at '/monitoring/prometheusRule/alerts/nearCapacity/ratio'"},
+		"unknown alert":          {"monitoring.prometheusRule.alerts.slow.enabled=true", "additional properties 'slow' not allowed"},
+		"scrape interval":        {"monitoring.podMonitor.interval=often", "at '/monitoring/podMonitor/interval'"},
+		"label value not text":   {"monitoring.prometheusRule.alertLabels.page=true", "at '/monitoring/prometheusRule/alertLabels/page'"},
+		"unknown monitoring key": {"monitoring.grafana.enabled=true", "additional properties 'grafana' not allowed"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

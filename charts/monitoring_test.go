@@ -732,32 +732,3 @@ func TestMonitoringValues(t *testing.T) {
 		t.Error("no dashboard ConfigMap with label dashboards=revoked")
 	}
 }
-
-// TestMonitoringSchemaRejects shows values.schema.json refusing monitoring values
-// Prometheus or the operator would refuse later, or that mean nothing.
-func TestMonitoringSchemaRejects(t *testing.T) {
-	cases := map[string]struct {
-		set  string
-		want string
-	}{
-		"for in words":           {"monitoring.prometheusRule.alerts.stale.for=5 minutes", "at '/monitoring/prometheusRule/alerts/stale/for'"},
-		"Go duration":            {"monitoring.prometheusRule.alerts.propagationSlow.window=1m30.5s", "at '/monitoring/prometheusRule/alerts/propagationSlow/window'"},
-		"empty window":           {"monitoring.prometheusRule.alerts.streamReset.window=", "at '/monitoring/prometheusRule/alerts/streamReset/window'"},
-		"ratio above 1":          {"monitoring.prometheusRule.alerts.nearCapacity.ratio=2", "at '/monitoring/prometheusRule/alerts/nearCapacity/ratio'"},
-		"unknown alert":          {"monitoring.prometheusRule.alerts.slow.enabled=true", "additional properties 'slow' not allowed"},
-		"scrape interval":        {"monitoring.podMonitor.interval=often", "at '/monitoring/podMonitor/interval'"},
-		"label value not text":   {"monitoring.prometheusRule.alertLabels.page=true", "at '/monitoring/prometheusRule/alertLabels/page'"},
-		"unknown monitoring key": {"monitoring.grafana.enabled=true", "additional properties 'grafana' not allowed"},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			_, err := helm(t, "template", "rel", chartDir, "--set", tc.set)
-			if err == nil {
-				t.Fatalf("--set %s was accepted", tc.set)
-			}
-			if !strings.Contains(err.Error(), "values don't meet the specifications of the schema") || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("--set %s: error does not say %q:\n%v", tc.set, tc.want, err)
-			}
-		})
-	}
-}
