@@ -177,13 +177,6 @@ func (s *sidecar) signal(sig syscall.Signal) {
 	_ = conn.Close()
 }
 
-// restart runs the sidecar again with the same flags.
-func (s *sidecar) restart() {
-	s.t.Helper()
-	s.kill()
-	s.start()
-}
-
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 func (s *sidecar) get(path string) (int, string, error) {

@@ -299,11 +299,6 @@ func newPKI(t *testing.T) *pki {
 	return &pki{CA: ca, caFile: ca.File, certFile: server.CertFile, keyFile: server.KeyFile, pool: ca.Pool}
 }
 
-func (p *pki) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-	l := p.Issue(t, cn, usage)
-	return l.CertPEM, l.KeyPEM
-}
-
 func (p *pki) clientCert(t *testing.T) tls.Certificate {
 	return p.Issue(t, "idp-client", x509.ExtKeyUsageClientAuth).Pair
 }

@@ -175,7 +175,6 @@ type replica struct {
 	skew atomic.Int64 // ns its clock is ahead of the real one (kept across restarts: the machine's clock)
 
 	lastUnfresh atomic.Int64 // unix ns: the last time it was not (ready and staleness 0)
-	lastReady   atomic.Bool
 }
 
 // ringLog keeps the last lines the replicas logged, for the report of a violation.
