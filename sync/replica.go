@@ -89,6 +89,7 @@ type Replica struct {
 	stream  jetstream.Stream
 	created time.Time // the incarnation of the stream being followed
 	cutOff  bool      // the stream is a mirror that has lost its origin
+	unheard time.Time // since when the mirror has reported no contact at all; zero: it has
 	cur     *follower
 	epoch   atomic.Uint64 // the current follower's; messages of older ones are ignored
 	retired gosync.WaitGroup
@@ -448,12 +449,23 @@ const mirrorSilence = 5 * time.Second
 // it.
 func (r *Replica) checkMirror(info *jetstream.StreamInfo, now time.Time) {
 	m := info.Mirror
-	cut := m != nil && (m.Active < 0 || m.Active > mirrorSilence)
+	// Active is the time since the mirror last heard from its origin, or -1 when it
+	// has not heard from it at all, which a mirror also reports for a moment while it
+	// sets up its link: that counts once it lasts.
+	since := time.Time{}
+	switch {
+	case m == nil:
+	case m.Active >= 0:
+		r.unheard = time.Time{}
+		since = now.Add(-m.Active)
+	case r.unheard.IsZero():
+		r.unheard = now
+		since = now
+	default:
+		since = r.unheard
+	}
+	cut := !since.IsZero() && now.Sub(since) > mirrorSilence
 	if cut {
-		since := now
-		if m.Active > 0 {
-			since = now.Add(-m.Active)
-		}
 		r.markStale(since)
 	}
 	if cut != r.cutOff {
@@ -643,9 +655,6 @@ func (r *Replica) handle(msg jetstream.Msg, f *follower, epoch uint64) {
 	}
 	if !r.ready.Load() && (seq >= r.target.Load() || meta.NumPending == 0) {
 		r.markReady()
-	}
-	if meta.NumPending == 0 && r.staleSince.Load() != 0 {
-		r.staleSince.Store(0) // the current consumer has delivered all there is: following
 	}
 }
 
