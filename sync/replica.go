@@ -402,9 +402,11 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		f.seen, f.progress = handled, now
 	}
 	r.pending.Store(ci.NumPending)
-	if ci.NumPending == 0 && ci.Delivered.Consumer <= handled {
+	if ci.NumPending == 0 && ci.Delivered.Stream <= r.lastSeq.Load() {
 		// Judged by the consumer, not by the stream's last sequence: a deleted last
 		// message leaves the stream's last sequence ahead of every message there is.
+		// Nothing pending, and every message it delivered applied (none waiting in the
+		// client's buffer, even after the ordered consumer recreated itself).
 		r.caughtUp(f, now)
 		return
 	}
