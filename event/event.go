@@ -51,6 +51,12 @@ type Event struct {
 	RevokedAt int64  `json:"revoked_at,omitempty"`
 	RevokedBy string `json:"revoked_by,omitempty"`
 	EventID   string `json:"event_id,omitempty"`
+	// ClientID narrows a cutoff to the tokens of one client (their client_id or azp):
+	// a logout at one app where the IdP's access tokens carry no sid.
+	ClientID string `json:"client_id,omitempty"`
+	// Source says where the revocation came from (revokectl, api, rfc7009,
+	// backchannel-logout, ssf:<issuer>): audit data, never used by decisions.
+	Source string `json:"source,omitempty"`
 }
 
 // Sentinel errors. Each maps to a rejection reason label (see Reason).
@@ -131,8 +137,21 @@ func (ev *Event) Validate(extraClaims []string) error {
 		if ev.NotBefore <= 0 || ev.NotBefore > maxUnix {
 			return invalid("not_before %d out of range", ev.NotBefore)
 		}
+		if ev.ClientID != "" {
+			if err := checkValue("client_id", ev.ClientID); err != nil {
+				return err
+			}
+		}
 	default:
 		return &Error{Kind: ErrUnknownType, Detail: fmt.Sprintf("%.32q", ev.Type)}
+	}
+	if ev.Type == TypeJTI && ev.ClientID != "" {
+		// A jti names one token already; a client restriction on it means a
+		// publisher misunderstood the schema, and silently ignoring it would hide that.
+		return invalid("client_id applies to cutoffs only")
+	}
+	if len(ev.Source) > MaxValueLen {
+		return invalid("source must be at most %d bytes, got %d", MaxValueLen, len(ev.Source))
 	}
 	if ev.Reason != "" && !contains(Reasons, ev.Reason) {
 		return invalid("reason %.32q unknown", ev.Reason)

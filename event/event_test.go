@@ -33,6 +33,10 @@ func TestDecode(t *testing.T) {
 		{"empty value", `{"type":"cutoff","claim":"sub","value":"","not_before":1}`, ErrInvalid},
 		{"no not_before", `{"type":"cutoff","claim":"sub","value":"a"}`, ErrInvalid},
 		{"bad reason", `{"type":"jti","jti":"a","exp":5,"reason":"because"}`, ErrInvalid},
+		{"cutoff scoped to a client", `{"type":"cutoff","claim":"sub","value":"u","not_before":1,"client_id":"web","source":"backchannel-logout"}`, nil},
+		{"client_id too long", `{"type":"cutoff","claim":"sub","value":"u","not_before":1,"client_id":"` + long + `"}`, ErrInvalid},
+		{"client_id on a jti", `{"type":"jti","jti":"a","exp":5,"client_id":"web"}`, ErrInvalid},
+		{"source too long", `{"type":"jti","jti":"a","exp":5,"source":"` + long + `"}`, ErrInvalid},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
