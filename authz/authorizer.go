@@ -18,10 +18,10 @@ import (
 // computed once. Cached tokens are shared between requests and never modified.
 type Token struct {
 	Claims
-	query   blocklist.Query
-	jtiHash string // short SHA-256 of the jti, the only token identifier ever logged
-	keyGen  uint64 // Keys.Generation the signature was verified under
-	allow   atomic.Pointer[allowResponse]
+	query    blocklist.Query
+	jtiHash  string   // short SHA-256 of the jti, the only token identifier ever logged
+	keyGen   uint64   // Keys.Generation the signature was verified under
+	rendered rendered // its allow response, as each transport built it
 }
 
 // JTIHash is a short, non-reversible tag of the token's jti for logs.

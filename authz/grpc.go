@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -19,9 +18,6 @@ type GRPCServer struct {
 	subjectHeader string
 	denied        [numReasons]*authv3.CheckResponse // built once; responses are read-only
 }
-
-// allowResponse is a token's OK response, built on its first allowed check and reused.
-type allowResponse struct{ grpc *authv3.CheckResponse }
 
 // NewGRPCServer returns the gRPC ext_authz server. On OK it sends the token's sub
 // upstream in subjectHeader (overwriting any header of that name the client sent).
@@ -41,12 +37,12 @@ func (s *GRPCServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 	if !d.Allowed() {
 		return s.denied[d.Reason], nil
 	}
-	if ok := d.Token.allow.Load(); ok != nil {
-		return ok.grpc, nil
+	if ok := d.Token.rendered.grpc.Load(); ok != nil {
+		return ok, nil
 	}
-	ok := &allowResponse{grpc: s.allowResponse(d.Token)}
-	d.Token.allow.Store(ok)
-	return ok.grpc, nil
+	ok := s.allowResponse(d.Token)
+	d.Token.rendered.grpc.Store(ok)
+	return ok, nil
 }
 
 // authorizationHeader finds the authorization header in the map Envoy sends, or in
@@ -71,17 +67,10 @@ func authorizationHeader(h *authv3.AttributeContext_HttpRequest) (value string, 
 }
 
 func (s *GRPCServer) allowResponse(t *Token) *authv3.CheckResponse {
-	ok := &authv3.OkHttpResponse{}
-	if s.subjectHeader != "" {
-		ok.Headers = []*corev3.HeaderValueOption{{
-			Header:       &corev3.HeaderValue{Key: s.subjectHeader, Value: t.Subject},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}}
-		if t.Subject == "" {
-			// Nothing to send, but a client-supplied header must not reach the app.
-			ok.Headers = nil
-			ok.HeadersToRemove = []string{s.subjectHeader}
-		}
+	up := upstreamFor(t, s.subjectHeader)
+	ok := &authv3.OkHttpResponse{HeadersToRemove: up.Remove}
+	for _, h := range up.Set {
+		ok.Headers = append(ok.Headers, header(h))
 	}
 	return &authv3.CheckResponse{
 		Status:          okStatus,
@@ -98,30 +87,24 @@ func deniedResponse(r Reason) *authv3.CheckResponse {
 	if r.HTTPStatus() == 503 {
 		c = code.Code_UNAVAILABLE
 	}
-	headers := []*corev3.HeaderValueOption{
-		header("content-type", "application/json"),
-		header("cache-control", "no-store"),
+	d := DenialFor(r)
+	denied := &authv3.DeniedHttpResponse{
+		Status: &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+		Body:   string(d.Body),
 	}
-	if w := r.WWWAuthenticate(); w != "" {
-		headers = append(headers, header("www-authenticate", w))
-	}
-	if r.HTTPStatus() == 503 {
-		headers = append(headers, header("retry-after", "1"))
+	for _, h := range d.Headers {
+		denied.Headers = append(denied.Headers, header(h))
 	}
 	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(c), Message: r.String()},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.HTTPStatus())},
-			Headers: headers,
-			Body:    string(denialBody(r)),
-		}},
+		Status:          &rpcstatus.Status{Code: int32(c), Message: r.String()},
+		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 		DynamicMetadata: metadata(r, ""),
 	}
 }
 
-func header(k, v string) *corev3.HeaderValueOption {
+func header(h Header) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
 }
@@ -150,14 +133,3 @@ var (
 		return v
 	}()
 )
-
-// denialBody is the JSON body of a denial, RFC 6750 style.
-func denialBody(r Reason) []byte {
-	switch {
-	case r.HTTPStatus() == 503:
-		return []byte(`{"error":"temporarily_unavailable","error_description":"` + r.Description() + `"}`)
-	case r.Description() == "":
-		return []byte(`{"error":"unauthorized","error_description":"bearer token required"}`)
-	}
-	return []byte(`{"error":"invalid_token","error_description":` + strconv.Quote(r.Description()) + `}`)
-}

@@ -6,22 +6,32 @@ import (
 )
 
 // HTTPServer is Envoy's HTTP ext_authz mode: Envoy forwards the request's method, path
-// and allowed headers (authorization among them by default); any 2xx allows and the
-// headers listed in allowed_upstream_headers go to the app; any other answer is sent
-// to the client as it is.
+// and allowed headers (authorization among them by default). Envoy allows on a 200
+// only, and then sends the headers its allowed_upstream_headers names to the app; any
+// other answer goes to the client with the headers allowed_client_headers names.
 type HTTPServer struct {
 	a             *Authorizer
 	subjectHeader string
-	bodies        [numReasons][]byte
-	lengths       [numReasons][]string
+	denials       [numReasons]httpDenial
+}
+
+// httpDenial is a Denial in net/http's form, built once per reason.
+type httpDenial struct {
+	status int
+	header http.Header
+	body   []byte
 }
 
 // NewHTTPServer returns the HTTP ext_authz handler.
 func NewHTTPServer(a *Authorizer, subjectHeader string) *HTTPServer {
-	s := &HTTPServer{a: a, subjectHeader: http.CanonicalHeaderKey(subjectHeader)}
+	s := &HTTPServer{a: a, subjectHeader: subjectHeader}
 	for _, r := range Reasons() {
-		s.bodies[r] = denialBody(r)
-		s.lengths[r] = []string{strconv.Itoa(len(s.bodies[r]))}
+		d := DenialFor(r)
+		h := http.Header{"Content-Length": {strconv.Itoa(len(d.Body))}}
+		for _, kv := range d.Headers {
+			h[http.CanonicalHeaderKey(kv.Name)] = []string{kv.Value}
+		}
+		s.denials[r] = httpDenial{status: d.Status, header: h, body: d.Body}
 	}
 	return s
 }
@@ -35,28 +45,26 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	d := s.a.CheckHeaders(header, len(values)) // two or more: refused, whatever they hold
 	h := w.Header()
-	h["Cache-Control"] = noStore
 	if d.Allowed() {
-		if s.subjectHeader != "" {
-			h[s.subjectHeader] = []string{d.Token.Subject}
+		h["Cache-Control"] = noStore
+		// Envoy's HTTP mode can only add headers upstream: a removal is sent as an
+		// empty value, which allowed_upstream_headers then overwrites the client's with.
+		up := upstreamFor(d.Token, s.subjectHeader)
+		for _, kv := range up.Set {
+			h[http.CanonicalHeaderKey(kv.Name)] = []string{kv.Value}
+		}
+		for _, name := range up.Remove {
+			h[http.CanonicalHeaderKey(name)] = []string{""}
 		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if c := d.Reason.WWWAuthenticate(); c != "" {
-		h["Www-Authenticate"] = []string{c}
+	den := &s.denials[d.Reason]
+	for k, v := range den.header {
+		h[k] = v
 	}
-	if d.Reason.HTTPStatus() == http.StatusServiceUnavailable {
-		h["Retry-After"] = retryAfter
-	}
-	h["Content-Type"] = jsonType
-	h["Content-Length"] = s.lengths[d.Reason]
-	w.WriteHeader(d.Reason.HTTPStatus())
-	_, _ = w.Write(s.bodies[d.Reason])
+	w.WriteHeader(den.status)
+	_, _ = w.Write(den.body)
 }
 
-var (
-	noStore    = []string{"no-store"}
-	retryAfter = []string{"1"}
-	jsonType   = []string{"application/json"}
-)
+var noStore = []string{"no-store"}
