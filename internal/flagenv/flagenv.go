@@ -15,11 +15,15 @@ func Name(prefix, flagName string) string {
 	return prefix + "_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// Apply sets, from the environment, every flag of fs that the command line did not set.
+// Apply sets, from the environment, every flag of fs that the command line did not set,
+// except the flags named in skip (a --version that only the command line may ask for).
 // Call it after fs.Parse.
-func Apply(fs *flag.FlagSet, prefix string) error {
+func Apply(fs *flag.FlagSet, prefix string, skip ...string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, name := range skip {
+		set[name] = true
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || err != nil {

@@ -1,10 +1,11 @@
 // Package flags holds the command-line flag groups that `revoked` and `revoked ingest`
 // share, so that each shared flag is defined once, with one default and one check:
 // Events (--stream, --subject-prefix, --cutoff-claim), Keys (the signing keys and the
-// token checks) and Logging (--log-level). The NATS connection group is
-// natsconn.Options. Parse reads a command line and then the environment (every flag
-// has REVOKED_ and its name in upper snake case); Exit turns what Parse or a Validate
-// returned into the exit status both subcommands give.
+// token checks), Shutdown (--shutdown-delay, --shutdown-timeout) and Logging
+// (--log-level). The NATS connection group is natsconn.Options. Parse adds --version,
+// reads a command line and then the environment (every other flag has REVOKED_ and its
+// name in upper snake case); Exit turns what Parse or a Validate returned into the exit
+// status both subcommands give.
 package flags
 
 import (
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/buildinfo"
 	"github.com/revoked-dev/revoked/internal/flagenv"
 )
 
@@ -130,10 +132,22 @@ func (h *Help) Error() string { return "help requested" }
 // Is makes errors.Is(err, flag.ErrHelp) hold.
 func (h *Help) Is(target error) bool { return target == flag.ErrHelp }
 
-// Parse reads args into fs and then, for every flag args did not set, its environment
-// variable. For -h or --help it returns a *Help holding usage followed by the flags.
+// ErrVersion is what Parse returns for --version, as flag.ErrHelp is for --help: Exit
+// prints the build.
+var ErrVersion = errors.New("version requested")
+
+// versionFlag is --version. Only the command line asks for it: a REVOKED_VERSION that
+// a deployment sets for its own reasons must not keep the process from starting.
+const versionFlag = "version"
+
+// Parse adds --version to fs, reads args into fs and then, for every flag args did not
+// set, its environment variable. For -h or --help it returns a *Help holding usage
+// followed by the flags; for --version, ErrVersion.
 func Parse(fs *flag.FlagSet, usage string, args []string) error {
 	fs.SetOutput(io.Discard) // Exit prints the errors and the help
+	if fs.Lookup(versionFlag) == nil {
+		fs.Bool(versionFlag, false, "print the version, VCS revision and Go version, and exit (command line only)")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			var b strings.Builder
@@ -145,19 +159,26 @@ func Parse(fs *flag.FlagSet, usage string, args []string) error {
 		}
 		return err
 	}
+	if fs.Lookup(versionFlag).Value.String() == "true" {
+		return ErrVersion
+	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	return flagenv.Apply(fs, EnvPrefix)
+	return flagenv.Apply(fs, EnvPrefix, versionFlag)
 }
 
 // Exit reports a command-line error of the subcommand name and returns the exit
-// status: for a *Help the usage on stdout and 0; otherwise the error on stderr, a
-// pointer to --help, and 2.
+// status: for a *Help the usage on stdout and 0; for ErrVersion the build on
+// stdout and 0; otherwise the error on stderr, a pointer to --help, and 2.
 func Exit(name string, err error, stdout, stderr io.Writer) int {
 	var help *Help
 	if errors.As(err, &help) {
 		fmt.Fprint(stdout, help.Text)
+		return 0
+	}
+	if errors.Is(err, ErrVersion) {
+		fmt.Fprintln(stdout, buildinfo.Get().Line(name))
 		return 0
 	}
 	fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for the flags.\n", name, err, name)

@@ -73,3 +73,51 @@ func TestParseHelpAndExit(t *testing.T) {
 		t.Fatalf("stray argument: %d %q", code, errb.String())
 	}
 }
+
+// --version prints the build and exits 0 before anything is checked; only the command
+// line asks for it: a REVOKED_VERSION in the environment neither triggers it nor stops
+// the process.
+func TestVersion(t *testing.T) {
+	var l Logging
+	newFS := func() *flag.FlagSet {
+		fs := flag.NewFlagSet("cmd", flag.ContinueOnError)
+		l.RegisterFlags(fs)
+		return fs
+	}
+	err := Parse(newFS(), "", []string{"--log-level", "nope", "--version"})
+	if !errors.Is(err, ErrVersion) {
+		t.Fatalf("--version: %v", err)
+	}
+	var out, errb bytes.Buffer
+	if code := Exit("revoked ingest", err, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "revoked ingest version ") ||
+		!strings.Contains(out.String(), ", revision ") || !strings.HasSuffix(out.String(), "\n") || errb.Len() != 0 {
+		t.Fatalf("version: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+	for _, v := range []string{"v1.2.3", "true"} {
+		t.Setenv("REVOKED_VERSION", v)
+		if err := Parse(newFS(), "", nil); err != nil {
+			t.Errorf("REVOKED_VERSION=%s: %v", v, err)
+		}
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	var s Shutdown
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	s.RegisterFlags(fs)
+	t.Setenv("REVOKED_SHUTDOWN_DELAY", "15s")
+	if err := Parse(fs, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.Delay != 15*time.Second || s.Timeout != DefaultShutdownTimeout || s.Validate() != nil {
+		t.Fatalf("%+v: %v", s, s.Validate())
+	}
+	for name, bad := range map[string]Shutdown{
+		"negative delay": {Delay: -time.Second, Timeout: time.Second},
+		"no timeout":     {Delay: time.Second},
+	} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
