@@ -121,6 +121,8 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"type":"jti","jti":null,"exp":9223372036854775808}`,
 		`{"type":"jti","jti":"a","exp":2}x`,
 		`{"type":"jti","jti":"a","jti":"b","exp":2,"ſub":"x","Key":1}`,
+		`{"type":"cutoff","claim":"sub","value":"u","not_before":1767222000,"client_id":"app-7","source":"api"}`,
+		`{"type":"cutoff","claim":"sub","value":"u","not_before":1767222000,"Client_ID":"app-7","SOURCE":"x"}`,
 		`{}`, `[]`, ``, `{"type":"jti",}`,
 	} {
 		f.Add([]byte(s))
