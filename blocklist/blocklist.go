@@ -16,6 +16,7 @@ package blocklist
 import (
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,7 @@ const numShards = 256
 type Set struct {
 	seedHi, seedLo maphash.Seed
 	jti            table // key: (iss, jti); value: the token's exp
-	cutoff         table // key: (iss, claim, value); value: the greatest not_before seen
+	cutoff         table // key: (iss, claim, value, client_id); value: the greatest not_before seen
 }
 
 // New returns an empty Set with fresh random seeds.
@@ -42,25 +43,48 @@ func New() *Set {
 	return s
 }
 
+// scopeBit, the lowest bit of a key's hi half, marks the key of a client-scoped cutoff;
+// every other key has it clear. The cutoff table counts the keys carrying it, so that
+// Check skips a token's client-scoped lookups while no such cutoff exists.
+const scopeBit = 1
+
 // JTIKey is the key of token id jti of issuer iss. An empty iss is the key of an event
 // that applies to every issuer.
 func (s *Set) JTIKey(iss, jti string) Key {
-	return Key{hash(s.seedHi, 'j', iss, "", jti), hash(s.seedLo, 'j', iss, "", jti)}
+	return s.key('j', iss, "", jti, "")
 }
 
-// CutoffKey is the key of a cutoff on claim = value for issuer iss (empty: every issuer).
+// CutoffKey is the key of a cutoff on claim = value for issuer iss (empty: every issuer),
+// for the tokens of every client.
 func (s *Set) CutoffKey(iss, claim, value string) Key {
-	return Key{hash(s.seedHi, 'c', iss, claim, value), hash(s.seedLo, 'c', iss, claim, value)}
+	return s.key('c', iss, claim, value, "")
+}
+
+// ClientCutoffKey is the key of a cutoff on claim = value for issuer iss that applies
+// only to the tokens of client clientID (their client_id or azp). An empty clientID is
+// CutoffKey's key: every client.
+func (s *Set) ClientCutoffKey(iss, claim, value, clientID string) Key {
+	if clientID == "" {
+		return s.CutoffKey(iss, claim, value)
+	}
+	k := s.key('s', iss, claim, value, clientID)
+	k.hi |= scopeBit
+	return k
+}
+
+func (s *Set) key(kind byte, a, b, c, d string) Key {
+	return Key{hash(s.seedHi, kind, a, b, c, d) &^ scopeBit, hash(s.seedLo, kind, a, b, c, d)}
 }
 
 // hash writes each string after its length, so that ("ab","c") and ("a","bc") differ.
-func hash(seed maphash.Seed, kind byte, a, b, c string) uint64 {
+func hash(seed maphash.Seed, kind byte, a, b, c, d string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(seed)
 	h.WriteByte(kind)
 	writeString(&h, a)
 	writeString(&h, b)
 	writeString(&h, c)
+	writeString(&h, d)
 	return h.Sum64()
 }
 
@@ -91,7 +115,7 @@ func (s *Set) Cutoff(k Key) (notBefore int64, ok bool) {
 	return int64(v), ok
 }
 
-// Len returns the number of jti entries and of cutoffs.
+// Len returns the number of jti entries and of cutoffs (client-scoped ones included).
 func (s *Set) Len() (jti, cutoff int) {
 	return int(s.jti.count.Load()), int(s.cutoff.count.Load())
 }
@@ -140,6 +164,7 @@ func clamp(t int64) uint32 {
 
 type table struct {
 	count  atomic.Int64
+	scoped atomic.Int64 // entries whose key carries scopeBit
 	shards [numShards]shard
 }
 
@@ -233,6 +258,9 @@ func (t *table) raise(k Key, v uint32) bool {
 	sh.mu.Unlock()
 	if !ok {
 		t.count.Add(1)
+		if k.hi&scopeBit != 0 {
+			t.scoped.Add(1)
+		}
 	}
 	return !ok
 }
@@ -257,7 +285,7 @@ func (t *table) purge(before int64) int {
 		return 0
 	}
 	limit := clamp(before)
-	removed := 0
+	removed, removedScoped := 0, 0
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -266,6 +294,7 @@ func (t *table) purge(before int64) int {
 			if k != (Key{}) && sh.vals[j] < limit {
 				sh.keys[j] = Key{}
 				gone++
+				removedScoped += int(k.hi & scopeBit)
 			}
 		}
 		if gone > 0 {
@@ -284,6 +313,7 @@ func (t *table) purge(before int64) int {
 		sh.mu.Unlock()
 	}
 	t.count.Add(-int64(removed))
+	t.scoped.Add(-int64(removedScoped))
 	return removed
 }
 
@@ -293,24 +323,45 @@ type Claim struct{ Name, Value string }
 // Query holds the keys of one token, computed once (on first sight of the token) so
 // that the check run on every request only looks them up.
 type Query struct {
-	jti     []Key // (iss, jti) and ("", jti); empty for a token without jti
-	cutoffs []Key // per claim: (iss, claim, value) and ("", claim, value)
+	jti []Key // (iss, jti) and ("", jti); empty for a token without jti
+	// cutoffs holds, per claim, (iss, claim, value) and ("", claim, value) for every
+	// client; from index scoped on, the same keys scoped to each of the token's clients.
+	cutoffs []Key
+	scoped  int
 	iat     int64 // 0 when the token has none
 }
 
 // NewQuery returns the keys of a token of issuer iss with the given jti (may be empty),
-// issued-at time (0 if absent) and claims.
-func (s *Set) NewQuery(iss, jti string, iat int64, claims []Claim) Query {
+// issued-at time (0 if absent) and claims. clients are the token's client_id and azp
+// (empty ones and repeats are ignored): a client-scoped cutoff matches the token when
+// its client is one of them.
+func (s *Set) NewQuery(iss, jti string, iat int64, claims []Claim, clients ...string) Query {
 	q := Query{iat: iat}
 	if jti != "" {
 		q.jti = []Key{s.JTIKey(iss, jti), s.JTIKey("", jti)}
 	}
-	q.cutoffs = make([]Key, 0, 2*len(claims))
+	n := 0
+	for i, c := range clients {
+		if c != "" && !slices.Contains(clients[:i], c) {
+			n++
+		}
+	}
+	q.cutoffs = make([]Key, 0, 2*len(claims)*(1+n))
 	for _, c := range claims {
-		if c.Value == "" {
+		if c.Value != "" {
+			q.cutoffs = append(q.cutoffs, s.CutoffKey(iss, c.Name, c.Value), s.CutoffKey("", c.Name, c.Value))
+		}
+	}
+	q.scoped = len(q.cutoffs)
+	for i, client := range clients {
+		if client == "" || slices.Contains(clients[:i], client) {
 			continue
 		}
-		q.cutoffs = append(q.cutoffs, s.CutoffKey(iss, c.Name, c.Value), s.CutoffKey("", c.Name, c.Value))
+		for _, c := range claims {
+			if c.Value != "" {
+				q.cutoffs = append(q.cutoffs, s.ClientCutoffKey(iss, c.Name, c.Value, client), s.ClientCutoffKey("", c.Name, c.Value, client))
+			}
+		}
 	}
 	return q
 }
@@ -325,18 +376,23 @@ const (
 	RevokedCutoff
 )
 
-// Check looks the token up: revoked by id, or by a cutoff whose not_before is after the
-// token's iat (a token without iat is revoked by any cutoff that matches it).
+// Check looks the token up: revoked by id, or by a cutoff (for every client, or scoped
+// to one of the token's) whose not_before is after the token's iat (a token without iat
+// is revoked by any cutoff that matches it).
 func (s *Set) Check(q *Query) Verdict {
 	for _, k := range q.jti {
 		if s.HasJTI(k) {
 			return RevokedJTI
 		}
 	}
-	if s.cutoff.count.Load() == 0 {
+	keys := q.cutoffs
+	if len(keys) == 0 || s.cutoff.count.Load() == 0 {
 		return NotRevoked
 	}
-	for _, k := range q.cutoffs {
+	if q.scoped < len(keys) && s.cutoff.scoped.Load() == 0 {
+		keys = keys[:q.scoped] // no client-scoped cutoff anywhere: skip their lookups
+	}
+	for _, k := range keys {
 		if nb, ok := s.Cutoff(k); ok && (q.iat == 0 || q.iat < nb) {
 			return RevokedCutoff
 		}

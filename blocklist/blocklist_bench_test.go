@@ -85,6 +85,44 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckCutoffs is the same lookup in a set that also holds cutoffs (100k on
+// other users: the lookups run), for a token without a client, with a client_id, and
+// with a client_id and a different azp; "scoped" adds 100k client-scoped cutoffs on
+// other users, which makes the client-scoped lookups run too.
+func BenchmarkCheckCutoffs(b *testing.B) {
+	s := New()
+	for i := range 1_000_000 {
+		s.AddJTI(s.JTIKey(benchIss, benchJTI(i)), benchExp)
+	}
+	for i := range 100_000 {
+		s.AddCutoff(s.CutoffKey(benchIss, "sub", "other-"+strconv.Itoa(i)), benchExp)
+	}
+	claims := []Claim{{"sub", "u"}, {"sid", "s"}, {"client_id", "c"}}
+	tokens := []struct {
+		name    string
+		clients []string
+	}{{"no-client", nil}, {"client", []string{"c"}}, {"client+azp", []string{"c", "a"}}}
+	run := func(stored string) {
+		for _, tok := range tokens {
+			b.Run(stored+"/"+tok.name, func(b *testing.B) {
+				q := s.NewQuery(benchIss, "not-revoked", 1, claims, tok.clients...)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					if s.Check(&q) != NotRevoked {
+						b.Fatal("revoked")
+					}
+				}
+			})
+		}
+	}
+	run("unscoped")
+	for i := range 100_000 {
+		s.AddCutoff(s.ClientCutoffKey(benchIss, "sub", "other-"+strconv.Itoa(i), "c"), benchExp)
+	}
+	run("scoped")
+}
+
 // BenchmarkCheckParallel is the same lookup from every core at once, half the queries
 // hitting revoked entries, with (writer) and without a concurrent writer.
 func BenchmarkCheckParallel(b *testing.B) {
