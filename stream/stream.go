@@ -97,9 +97,16 @@ func Config(s Settings) jetstream.StreamConfig {
 	}
 }
 
-// Ensure creates the stream, or updates it to s when it exists.
+// Ensure creates the stream, or updates it to s when it exists. A mirror of that name
+// (a region's copy, see EnsureMirror) is refused with ErrIsMirror.
 func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (jetstream.Stream, error) {
 	cfg := Config(s)
+	// The server "promotes" a mirror updated without its mirror settings to a stream
+	// of its own: a region's copy would silently stop following the hub and keep the
+	// region's revocations to itself.
+	if err := refuseMirror(ctx, js, cfg.Name); err != nil {
+		return nil, err
+	}
 	st, err := js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
