@@ -3,6 +3,7 @@
 //
 //	revoked [flags]          the sidecar (revoked --help lists the flags)
 //	revoked ingest [flags]   the HTTP ingest API for identity providers
+//	revoked --version        the version, VCS revision and Go version
 package main
 
 import (
@@ -23,6 +24,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// The first signal starts the shutdown (--shutdown-delay, then the drain); a
+	// second one ends the process at once, as signals do by default.
+	go func() { <-ctx.Done(); stop() }()
 	if len(args) > 0 && args[0] == "ingest" {
 		return ingestd.Run(ctx, args[1:], stdout, stderr)
 	}

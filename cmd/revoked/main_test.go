@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -16,10 +17,10 @@ func TestCommandLine(t *testing.T) {
 		"revoked": {[]string{"--help"}, []string{"Usage: revoked [flags]", "revoked ingest [flags]", "REVOKED_NATS_URL",
 			"-grpc-addr", "-http-addr", "-admin-addr", "-nats-url", "-stream", "-jwks-file", "-jwks-url", "-jwks-refresh",
 			"-hmac-secret-file", "-issuer", "-audience", "-leeway", "-max-token-lifetime", "-max-staleness", "-stale-policy",
-			"-cutoff-claim", "-log-level", "-dev", `(default "127.0.0.1:9191")`, "(default 10s)", "(default 24h0m0s)"}},
+			"-cutoff-claim", "-log-level", "-dev", "-shutdown-delay", "-shutdown-timeout", "-version", `(default "127.0.0.1:9191")`, "(default 10s)", "(default 24h0m0s)"}},
 		"revoked ingest": {[]string{"ingest", "-h"}, []string{"Usage: revoked ingest [flags]", "REVOKED_", "/v1/revocations",
 			"-listen", "-admin-addr", "-bearer-token-file", "-nats-url", "-stream", "-jwks-file", "-jwks-url", "-issuer",
-			"-audience", "-leeway", "-logout-audience", "-cutoff-claim", "-log-level", `(default "127.0.0.1:9181")`, "(default 10s)"}},
+			"-audience", "-leeway", "-logout-audience", "-cutoff-claim", "-log-level", "-shutdown-delay", "-shutdown-timeout", "-version", `(default "127.0.0.1:9181")`, "(default 10s)"}},
 	}
 	for name, tc := range help {
 		var out, errb bytes.Buffer
@@ -52,6 +53,23 @@ func TestCommandLine(t *testing.T) {
 		want := tc.want + "\nRun '" + cmd + " --help' for the flags.\n"
 		if code != 2 || errb.String() != want || out.Len() != 0 {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2, stderr %q", name, code, out.String(), errb.String(), want)
+		}
+	}
+}
+
+// --version prints one line (version, VCS revision, Go version) and exits 0 before
+// any other flag is checked: neither subcommand needs keys or NATS for it.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"-version", "--log-level", "nope"}, {"ingest", "--version"}} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		name := "revoked"
+		if args[0] == "ingest" {
+			name = "revoked ingest"
+		}
+		if code != 0 || errb.Len() != 0 || !strings.HasPrefix(out.String(), name+" version ") ||
+			!strings.Contains(out.String(), ", revision ") || !strings.HasSuffix(out.String(), runtime.Version()+"\n") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
 		}
 	}
 }

@@ -44,13 +44,13 @@ type Settings struct {
 	SnapshotPublicKey string // --snapshot-public-key
 
 	flags.Keys                    // --jwks-*, --hmac-secret-file, --issuer, --audience, --leeway, --max-token-lifetime
-	RequireJTI      bool          // --require-jti
-	MaxEntries      int           // --max-entries: live blocklist entries kept at most
-	SubjectHeader   string        // --subject-header: upstream header with the token's sub
-	TokenCacheSize  int           // --token-cache-size: verified tokens kept; 0 turns it off
-	MaxStaleness    time.Duration // --max-staleness: 0 never considers the replica stale
-	StalePolicy     string        // --stale-policy: serve or deny
-	ShutdownTimeout time.Duration // --shutdown-timeout: time given to in-flight checks
+	RequireJTI     bool           // --require-jti
+	MaxEntries     int            // --max-entries: live blocklist entries kept at most
+	SubjectHeader  string         // --subject-header: upstream header with the token's sub
+	TokenCacheSize int            // --token-cache-size: verified tokens kept; 0 turns it off
+	MaxStaleness   time.Duration  // --max-staleness: 0 never considers the replica stale
+	StalePolicy    string         // --stale-policy: serve or deny
+	Shutdown       flags.Shutdown // --shutdown-delay, --shutdown-timeout
 
 	Log flags.Logging // --log-level
 	Dev bool          // --dev
@@ -73,7 +73,7 @@ func (c *Settings) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 20_000, "verified tokens remembered (about 1.3 KB plus the token itself each); 0 verifies every request")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 0, "replica age (time since NATS was last reachable) past which --stale-policy applies; 0 never")
 	fs.StringVar(&c.StalePolicy, "stale-policy", StaleServe, "past --max-staleness: serve (answer from the replica) or deny")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, time given to in-flight checks")
+	c.Shutdown.RegisterFlags(fs)
 	c.Log.RegisterFlags(fs)
 	fs.BoolVar(&c.Dev, "dev", false, "single-machine mode: embedded NATS with JetStream, a dev signing key and JWKS, a sample token printed")
 }
@@ -137,6 +137,9 @@ func (c *Settings) Validate() error {
 	}
 	if c.SubjectHeader != strings.ToLower(c.SubjectHeader) {
 		errs = append(errs, fmt.Errorf("header %q must be lower case", c.SubjectHeader))
+	}
+	if err := c.Shutdown.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Log.Validate(); err != nil {
 		errs = append(errs, err)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/internal/buildinfo"
 	"github.com/revoked-dev/revoked/jwtkeys"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
@@ -86,7 +87,7 @@ func Start(ctx context.Context, cfg Settings, log *slog.Logger) (s *Sidecar, err
 		cfg = s.dev.settings(cfg)
 		s.cfg = cfg
 	}
-	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Get().Collector())
 
 	var secret []byte
 	if cfg.HMACSecretFile != "" {
@@ -350,13 +351,20 @@ func (s *Sidecar) AdminAddr() string { return s.adminAddr }
 // Ready reports whether the sidecar answers checks (replica synced, keys loaded).
 func (s *Sidecar) Ready() bool { return s.status() == "" && s.Authorizer.Gate() == authz.ReasonOK }
 
-// Shutdown stops gracefully: health turns NOT_SERVING, listeners stop accepting,
-// in-flight checks finish (until ctx ends), then NATS closes.
-func (s *Sidecar) Shutdown(ctx context.Context) error {
+// Drain starts a shutdown: /readyz and gRPC health say not ready from now on, while
+// checks are still answered and the replica still follows the stream, so that Envoy
+// can stop sending checks before Shutdown closes the listeners (--shutdown-delay).
+func (s *Sidecar) Drain() {
 	s.stopping.Store(true)
 	if s.health != nil {
 		s.health.Shutdown()
 	}
+}
+
+// Shutdown stops gracefully: health turns NOT_SERVING, listeners stop accepting,
+// in-flight checks finish (until ctx ends), then NATS closes.
+func (s *Sidecar) Shutdown(ctx context.Context) error {
+	s.Drain()
 	var errs []error
 	if s.grpcServer != nil {
 		stopped := make(chan struct{})
