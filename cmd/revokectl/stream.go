@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -28,9 +29,20 @@ give it --replicas 3. Running it again updates the stream; sidecars only read it
 refuse to be ready on a stream whose MaxAge is shorter than their own
 --max-token-lifetime plus --leeway.
 
+In a region with its own NATS (a leaf node of the hub, in its own JetStream domain),
+--mirror-of DOMAIN creates the region's copy instead: a mirror of the hub's stream
+(--origin-stream, in JetStream domain DOMAIN) with the same limits, no subjects and no
+duplicate window. The region's sidecars replay and follow it (their --stream), so
+checks and replays never cross regions, and a region cut off from the hub keeps
+enforcing what it has (its sidecars report themselves stale). Revocations published in
+the region cross the leaf node to the hub's stream. Run it against the region's NATS;
+the hub must be reachable, and the mirror keeps at least as many events (--max-msgs) as
+its origin.
+
 Examples:
   revokectl stream init
-  revokectl stream init --max-token-lifetime 12h --replicas 3 --nats-url nats://nats:4222`,
+  revokectl stream init --max-token-lifetime 12h --replicas 3 --nats-url nats://nats:4222
+  revokectl stream init --mirror-of hub --nats-url nats://nats.region-a:4222`,
 	nats: true,
 	setup: func(fs *flag.FlagSet) func(*env, *conn, []string) error {
 		var s stream.Settings
@@ -38,6 +50,9 @@ Examples:
 		fs.DurationVar(&s.DuplicateWindow, "duplicate-window", 2*time.Minute, "`DURATION` in which an event published twice (same Nats-Msg-Id) is stored once")
 		fs.IntVar(&s.Replicas, "replicas", 1, "`N` copies of the stream on a NATS cluster (1, 3 or 5)")
 		fs.Int64Var(&s.MaxMsgs, "max-msgs", stream.DefaultMaxMsgs, "`N` events kept at most; past it new events are refused (keep it at or below the sidecars' --max-entries)")
+		var origin stream.Origin
+		fs.StringVar(&origin.Domain, "mirror-of", "", "create a region's mirror of the stream kept in the hub's JetStream `DOMAIN` (reached over a leaf node) instead of the stream itself")
+		fs.StringVar(&origin.Stream, "origin-stream", event.DefaultStream, "with --mirror-of: `NAME` of the stream in the hub's domain")
 		return func(e *env, c *conn, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])
@@ -55,6 +70,15 @@ Examples:
 				return usagef("--max-msgs must be positive")
 			}
 			s.Name, s.SubjectPrefix = c.stream, c.subjectPrefix
+			if origin.Domain != "" {
+				if err := stream.ValidDomain(origin.Domain); err != nil {
+					return usagef("--mirror-of: %v", err)
+				}
+				if origin.Stream == "" {
+					return usagef("--origin-stream must not be empty")
+				}
+				return initMirror(e, c, s, origin)
+			}
 			nc, js, err := c.connect()
 			if err != nil {
 				return err
@@ -84,6 +108,11 @@ var streamInfoCmd = &command{
 It also checks that the stream keeps events long enough for the sidecars' settings
 (MaxAge at least --max-token-lifetime plus --leeway): when it does not, it says so and
 exits with status 1, since sidecars refuse to be ready on such a stream.
+
+On a region's mirror (stream init --mirror-of) it shows the origin, the mirror's lag
+and when it last heard from its origin, and exits with status 1 while the mirror is cut
+off (no contact for more than 5s, or a failing link): the sidecars following it are
+stale then.
 
 Examples:
   revokectl stream info
@@ -117,6 +146,11 @@ Examples:
 			if err := printStreamInfo(e, info, time.Now(), *asJSON); err != nil {
 				return err
 			}
+			if m := summarizeMirror(info); m != nil {
+				if why := m.cutOff(); why != "" {
+					return fmt.Errorf("mirror %s is cut off from its origin %s: %s; the sidecars following it are stale (check the leaf node link to the hub)", info.Config.Name, m.Origin, why)
+				}
+			}
 			if !stream.CoversWindow(info.Config.MaxAge, *lifetime, *leeway) {
 				return fmt.Errorf("stream %s keeps events for %s, less than the revocation window (%s tokens + %s leeway = %s): sidecars will not be ready; run revokectl stream init --max-token-lifetime %s",
 					info.Config.Name, info.Config.MaxAge, *lifetime, *leeway, stream.MinMaxAge(*lifetime, *leeway), *lifetime)
@@ -142,6 +176,8 @@ type streamSummary struct {
 	DuplicateWindow string    `json:"duplicate_window"`
 	Replicas        int       `json:"replicas"`
 	Storage         string    `json:"storage"`
+	// Mirror is set on a region's mirror of the stream (stream init --mirror-of).
+	Mirror *mirrorSummary `json:"mirror,omitempty"`
 }
 
 func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON bool) error {
@@ -154,6 +190,7 @@ func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON b
 		MaxAge: info.Config.MaxAge.String(), DuplicateWindow: info.Config.Duplicates.String(),
 		MaxMsgs: info.Config.MaxMsgs, Discard: "old",
 		Replicas: info.Config.Replicas, Storage: strings.ToLower(info.Config.Storage.String()),
+		Mirror: summarizeMirror(info),
 	}
 	if info.Config.Discard == jetstream.DiscardNew {
 		s.Discard = "new"
@@ -168,7 +205,12 @@ func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON b
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "stream\t%s\n", s.Stream)
-	fmt.Fprintf(tw, "subjects\t%s\n", strings.Join(s.Subjects, ", "))
+	if s.Mirror != nil {
+		fmt.Fprintf(tw, "subjects\t(none: a mirror takes no publishes)\n")
+		s.Mirror.print(tw)
+	} else {
+		fmt.Fprintf(tw, "subjects\t%s\n", strings.Join(s.Subjects, ", "))
+	}
 	fmt.Fprintf(tw, "messages\t%d\n", s.Messages)
 	fmt.Fprintf(tw, "bytes\t%d (%s)\n", s.Bytes, humanBytes(s.Bytes))
 	if st.Msgs == 0 {
@@ -182,7 +224,11 @@ func printStreamInfo(e *env, info *jetstream.StreamInfo, now time.Time, asJSON b
 	}
 	fmt.Fprintf(tw, "max age\t%s\n", s.MaxAge)
 	fmt.Fprintf(tw, "max messages\t%d (discard %s)\n", s.MaxMsgs, s.Discard)
-	fmt.Fprintf(tw, "duplicate window\t%s\n", s.DuplicateWindow)
+	if s.Mirror != nil {
+		fmt.Fprintf(tw, "duplicate window\tnone (a mirror: its origin deduplicates)\n")
+	} else {
+		fmt.Fprintf(tw, "duplicate window\t%s\n", s.DuplicateWindow)
+	}
 	fmt.Fprintf(tw, "storage\t%s, %d replica(s)\n", s.Storage, s.Replicas)
 	return tw.Flush()
 }
