@@ -730,7 +730,7 @@ func (r *Replica) applyEvent(ev *event.Event, now time.Time) string {
 		if !r.retention.CutoffLive(ev.NotBefore, now.Unix()) {
 			return "expired"
 		}
-		k := r.set.CutoffKey(ev.Iss, ev.Claim, ev.Value)
+		k := r.set.ClientCutoffKey(ev.Iss, ev.Claim, ev.Value, ev.ClientID)
 		if !r.room() {
 			if _, ok := r.set.Cutoff(k); !ok {
 				return "replica_full"

@@ -32,7 +32,7 @@ import (
 // No loss, whatever the settings of the job that built it: a snapshot at sequence S holds
 // every event with a sequence ≤ S that any replica could keep (every jti event and every
 // cutoff that is well formed, a cutoff on any claim name), compacted (the greatest exp per
-// (iss, jti), the greatest not_before per (iss, claim, value), each not_before bounded by
+// (iss, jti), the greatest not_before per (iss, claim, value, client_id), each not_before bounded by
 // EffectiveNotBefore as the replica bounds live events), with no policy applied: the
 // replica that loads it applies its own (claims, lifetime, leeway, MaxEntries) to every
 // entry, exactly as to the events of the stream. Events applied twice change nothing
@@ -48,9 +48,9 @@ import (
 // older format) is ignored: the replica replays the whole stream, logs a warning and
 // counts it in revoked_snapshot_loads_total{result}.
 //
-// Format REVSNAP2 (all integers varints):
+// Format REVSNAP3 (all integers varints):
 //
-//	"REVSNAP2" | uvarint len(header) | header | Ed25519 signature (64 bytes) | chunk...
+//	"REVSNAP3" | uvarint len(header) | header | Ed25519 signature (64 bytes) | chunk...
 //
 // The signature covers everything before it. The header holds the build parameters
 // (stream, subject filter, the stream's creation time, the last sequence covered, when and
@@ -59,7 +59,14 @@ import (
 // signed header before its entries are applied, so a replica holds one chunk (at most
 // 1 MiB) at a time, never the whole object, and never applies an entry the signer did not
 // write. Entries hold the strings, not blocklist keys: keys are hashed under a per-process
-// secret seed that never leaves the process.
+// secret seed that never leaves the process. An entry is a flags byte, then its iss and
+// claim unless the flags say they repeat the previous entry's, its value, the client_id of
+// a client-scoped cutoff (flag entryClient), and its time.
+//
+// REVSNAP3 differs from REVSNAP2 only by the client_id of client-scoped cutoffs. A
+// REVSNAP2 snapshot cannot say which cutoffs were scoped (its builder merged them with the
+// unscoped ones of the same key), so it is refused like REVSNAP1: a replica never widens
+// nor drops a client scope because of a snapshot.
 type Snapshot struct {
 	Stream   string    // stream name
 	Subjects string    // the subject filter the events were read with: <prefix>.>
@@ -79,15 +86,17 @@ type SnapshotJTI struct {
 	Exp      int64
 }
 
-// SnapshotCutoff is one cutoff, with the greatest not_before seen.
+// SnapshotCutoff is one cutoff, with the greatest not_before seen per (iss, claim,
+// value, client_id); ClientID is empty for a cutoff on every client's tokens.
 type SnapshotCutoff struct {
-	Iss, Claim, Value string
-	NotBefore         int64
+	Iss, Claim, Value, ClientID string
+	NotBefore                   int64
 }
 
 const (
-	snapshotMagic    = "REVSNAP2"
-	oldSnapshotMagic = "REVSNAP1"
+	snapshotMagic    = "REVSNAP3"
+	oldSnapshotMagic = "REVSNAP1" // unsigned
+	v2SnapshotMagic  = "REVSNAP2" // no client scopes
 
 	maxSnapshotHeader = 1 << 20   // bytes: about 30,000 chunks, some 7 GB of entries
 	maxSnapshotChunk  = 1 << 20   // bytes a replica reads before checking them
@@ -99,6 +108,7 @@ const (
 	entryCutoff    = 1 << 0 // else a jti entry
 	entrySameIss   = 1 << 1 // the iss of the chunk's previous entry
 	entrySameClaim = 1 << 2 // the claim of the chunk's previous cutoff
+	entryClient    = 1 << 3 // a cutoff scoped to one client: its client_id follows the value
 )
 
 // Snapshot errors.
@@ -108,9 +118,10 @@ var (
 	ErrBadSnapshot = errors.New("sync: malformed snapshot")
 	// ErrSnapshotSignature is returned for a snapshot not signed by any trusted key.
 	ErrSnapshotSignature = errors.New("sync: snapshot signature does not verify with the trusted public keys")
-	// ErrOldSnapshot is returned for a snapshot in format REVSNAP1: unsigned, and built
-	// with the builder's own policy; never used.
-	ErrOldSnapshot = errors.New("sync: snapshot in the old unsigned format REVSNAP1")
+	// ErrOldSnapshot is returned for a snapshot in an older format, never used: REVSNAP1
+	// (unsigned, and built with the builder's own policy) or REVSNAP2 (its cutoffs lost
+	// their client scope).
+	ErrOldSnapshot = errors.New("sync: snapshot in an older format (REVSNAP1 or REVSNAP2)")
 	// ErrNoSnapshotKey is returned when no public key is trusted: no snapshot is used.
 	ErrNoSnapshotKey = errors.New("sync: no snapshot public key")
 )
@@ -149,7 +160,7 @@ func BuildSnapshot(ctx context.Context, js jetstream.JetStream, opts Options, no
 		return nil, err
 	}
 	jtis := make(map[[2]string]int64)
-	cutoffs := make(map[[3]string]int64)
+	cutoffs := make(map[[4]string]int64)
 	done := make(chan struct{})
 	var last uint64
 	finished := false
@@ -170,7 +181,7 @@ func BuildSnapshot(ctx context.Context, js jetstream.JetStream, opts Options, no
 			}
 		case ev.Type == event.TypeCutoff:
 			nb := EffectiveNotBefore(ev.NotBefore, meta.Timestamp)
-			if k := [3]string{ev.Iss, ev.Claim, ev.Value}; nb > cutoffs[k] {
+			if k := [4]string{ev.Iss, ev.Claim, ev.Value, ev.ClientID}; nb > cutoffs[k] {
 				cutoffs[k] = nb
 			}
 		}
@@ -197,7 +208,7 @@ func BuildSnapshot(ctx context.Context, js jetstream.JetStream, opts Options, no
 	}
 	snap.Cutoffs = make([]SnapshotCutoff, 0, len(cutoffs))
 	for k, nb := range cutoffs {
-		snap.Cutoffs = append(snap.Cutoffs, SnapshotCutoff{Iss: k[0], Claim: k[1], Value: k[2], NotBefore: nb})
+		snap.Cutoffs = append(snap.Cutoffs, SnapshotCutoff{Iss: k[0], Claim: k[1], Value: k[2], ClientID: k[3], NotBefore: nb})
 	}
 	return snap, nil
 }
@@ -212,7 +223,7 @@ func decodeAnyClaim(payload []byte) (event.Event, error) {
 	return ev, err
 }
 
-// MarshalSigned encodes the snapshot in format REVSNAP2, signed with key. It sorts the
+// MarshalSigned encodes the snapshot in format REVSNAP3, signed with key. It sorts the
 // entries (a snapshot of the same events is the same bytes, but for its header).
 func (s *Snapshot) MarshalSigned(key ed25519.PrivateKey) ([]byte, error) {
 	if len(key) != ed25519.PrivateKeySize {
@@ -222,7 +233,10 @@ func (s *Snapshot) MarshalSigned(key ed25519.PrivateKey) ([]byte, error) {
 		return cmpStrings(a.Iss, b.Iss, a.JTI, b.JTI, "", "")
 	})
 	slices.SortFunc(s.Cutoffs, func(a, b SnapshotCutoff) int {
-		return cmpStrings(a.Iss, b.Iss, a.Claim, b.Claim, a.Value, b.Value)
+		if c := cmpStrings(a.Iss, b.Iss, a.Claim, b.Claim, a.Value, b.Value); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ClientID, b.ClientID)
 	})
 	type chunk struct {
 		n, entries int
@@ -239,14 +253,18 @@ func (s *Snapshot) MarshalSigned(key ed25519.PrivateKey) ([]byte, error) {
 		}
 		start, entries, first, firstCutoff = len(body), 0, true, true
 	}
-	put := func(cut bool, i, c, v string, t int64) error {
+	put := func(cut bool, i, c, v, client string, t int64) error {
 		if len(i) > maxSnapshotIss || len(c) == 0 && cut || len(c) > event.MaxValueLen ||
-			len(v) == 0 || len(v) > event.MaxValueLen || t <= 0 || t > maxUnixTime {
-			return badSnapshot("entry out of range (iss %d bytes, claim %q, value %d bytes, time %d)", len(i), c, len(v), t)
+			len(v) == 0 || len(v) > event.MaxValueLen || len(client) > event.MaxValueLen || client != "" && !cut ||
+			t <= 0 || t > maxUnixTime {
+			return badSnapshot("entry out of range (iss %d bytes, claim %q, value %d bytes, client_id %d bytes, time %d)", len(i), c, len(v), len(client), t)
 		}
 		flags := byte(0)
 		if cut {
 			flags |= entryCutoff
+		}
+		if client != "" {
+			flags |= entryClient
 		}
 		if !first && i == iss {
 			flags |= entrySameIss
@@ -262,6 +280,9 @@ func (s *Snapshot) MarshalSigned(key ed25519.PrivateKey) ([]byte, error) {
 			body = appendString(body, c)
 		}
 		body = appendString(body, v)
+		if client != "" {
+			body = appendString(body, client)
+		}
 		body = binary.AppendUvarint(body, uint64(t))
 		iss, first, entries = i, false, entries+1
 		if cut {
@@ -273,12 +294,12 @@ func (s *Snapshot) MarshalSigned(key ed25519.PrivateKey) ([]byte, error) {
 		return nil
 	}
 	for _, e := range s.JTI {
-		if err := put(false, e.Iss, "", e.JTI, e.Exp); err != nil {
+		if err := put(false, e.Iss, "", e.JTI, "", e.Exp); err != nil {
 			return nil, err
 		}
 	}
 	for _, c := range s.Cutoffs {
-		if err := put(true, c.Iss, c.Claim, c.Value, c.NotBefore); err != nil {
+		if err := put(true, c.Iss, c.Claim, c.Value, c.ClientID, c.NotBefore); err != nil {
 			return nil, err
 		}
 	}
@@ -340,8 +361,8 @@ func ParseSnapshot(b []byte, keys []ed25519.PublicKey) (*Snapshot, error) {
 	}
 	err = d.entries(func(iss, jti string, exp int64) {
 		s.JTI = append(s.JTI, SnapshotJTI{Iss: iss, JTI: jti, Exp: exp})
-	}, func(iss, claim, value string, nb int64) {
-		s.Cutoffs = append(s.Cutoffs, SnapshotCutoff{Iss: iss, Claim: claim, Value: value, NotBefore: nb})
+	}, func(iss, claim, value, client string, nb int64) {
+		s.Cutoffs = append(s.Cutoffs, SnapshotCutoff{Iss: iss, Claim: claim, Value: value, ClientID: client, NotBefore: nb})
 	})
 	if err != nil {
 		return nil, err
@@ -373,7 +394,7 @@ func readSnapshotHeader(r *bufio.Reader, keys []ed25519.PublicKey) (*snapReader,
 	}
 	switch string(magic) {
 	case snapshotMagic:
-	case oldSnapshotMagic:
+	case oldSnapshotMagic, v2SnapshotMagic:
 		return nil, nil, ErrOldSnapshot
 	default:
 		return nil, nil, badSnapshot("magic %q", magic)
@@ -447,7 +468,7 @@ func readSnapshotHeader(r *bufio.Reader, keys []ed25519.PublicKey) (*snapReader,
 // entries reads every chunk, checks it against its digest, then calls jti or cutoff for
 // each of its entries; it then checks that nothing follows. An error leaves the entries
 // of the chunks before it delivered: each was signed.
-func (d *snapReader) entries(jti func(iss, jti string, exp int64), cutoff func(iss, claim, value string, nb int64)) error {
+func (d *snapReader) entries(jti func(iss, jti string, exp int64), cutoff func(iss, claim, value, client string, nb int64)) error {
 	for i, c := range d.chunks {
 		if uint64(cap(d.buf)) < c.n {
 			d.buf = make([]byte, c.n)
@@ -465,9 +486,10 @@ func (d *snapReader) entries(jti func(iss, jti string, exp int64), cutoff func(i
 		first, firstCutoff := true, true
 		for n := uint64(0); n < c.entries; n++ {
 			flags := e.byte()
-			if flags&^(entryCutoff|entrySameIss|entrySameClaim) != 0 ||
+			if flags&^(entryCutoff|entrySameIss|entrySameClaim|entryClient) != 0 ||
 				flags&entrySameIss != 0 && first ||
-				flags&entrySameClaim != 0 && (flags&entryCutoff == 0 || firstCutoff) {
+				flags&(entrySameClaim|entryClient) != 0 && flags&entryCutoff == 0 ||
+				flags&entrySameClaim != 0 && firstCutoff {
 				e.fail("entry flags %#x", flags)
 			}
 			if flags&entrySameIss == 0 {
@@ -479,12 +501,16 @@ func (d *snapReader) entries(jti func(iss, jti string, exp int64), cutoff func(i
 					claim = e.value()
 				}
 				firstCutoff = false
-				value, nb := e.value(), e.time()
+				value, client := e.value(), ""
+				if flags&entryClient != 0 {
+					client = e.value()
+				}
+				nb := e.time()
 				if e.err != nil {
 					return fmt.Errorf("chunk %d: %w", i, e.err)
 				}
 				d.gotCuts++
-				cutoff(iss, claim, value, nb)
+				cutoff(iss, claim, value, client, nb)
 			} else {
 				id, exp := e.value(), e.time()
 				if e.err != nil {
@@ -714,7 +740,7 @@ const (
 	snapOK          = "ok"
 	snapMissing     = "missing"       // no bucket, or no object for the stream
 	snapNoKey       = "no_key"        // no trusted public key
-	snapOldFormat   = "old_format"    // REVSNAP1
+	snapOldFormat   = "old_format"    // REVSNAP1 or REVSNAP2
 	snapBadSig      = "bad_signature" // not signed by a trusted key
 	snapOtherStream = "other_stream"  // another stream, incarnation or subject filter, or past the stream's end
 	snapMalformed   = "malformed"     // a signed object that does not parse or is cut short
@@ -837,7 +863,7 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	d, s, err := readSnapshotHeader(bufio.NewReaderSize(guard.reader(res), 64<<10), keys)
 	switch {
 	case errors.Is(err, ErrOldSnapshot):
-		return fail(snapOldFormat, "snapshot in the old unsigned format REVSNAP1 (run revokectl snapshot --signing-key with this version)", "err", err)
+		return fail(snapOldFormat, "snapshot in an older format (REVSNAP1 or REVSNAP2; run revokectl snapshot --signing-key with this version)", "err", err)
 	case errors.Is(err, ErrSnapshotSignature):
 		return fail(snapBadSig, "snapshot NOT signed by a trusted key: someone other than the snapshot job may have written it, or the job signs with another key than --snapshot-public-key", "err", err)
 	case errors.Is(err, ErrBadSnapshot):
@@ -876,8 +902,8 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	}
 	err = d.entries(func(iss, jti string, exp int64) {
 		apply(&event.Event{Type: event.TypeJTI, Iss: intern(iss), JTI: jti, Exp: exp})
-	}, func(iss, claim, value string, nb int64) {
-		apply(&event.Event{Type: event.TypeCutoff, Iss: intern(iss), Claim: intern(claim), Value: value, NotBefore: nb})
+	}, func(iss, claim, value, client string, nb int64) {
+		apply(&event.Event{Type: event.TypeCutoff, Iss: intern(iss), Claim: intern(claim), Value: value, ClientID: intern(client), NotBefore: nb})
 	})
 	var skipArgs []any
 	for _, reason := range slices.Sorted(maps.Keys(skipped)) {

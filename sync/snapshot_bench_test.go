@@ -219,7 +219,7 @@ func TestSnapshotMissingOrCorrupt(t *testing.T) {
 	damaged[len(damaged)-10] ^= 1
 	objects := map[string][]byte{
 		"CHUNK2": damaged,
-		"BAD":    []byte("REVSNAP2 truncated"),
+		"BAD":    []byte(snapshotMagic + " truncated"),
 		"CUT":    whole[:len(whole)-3],
 		"TRAIL":  append(slices.Clone(whole), 0),
 		"EMPTY":  nil,

@@ -379,7 +379,8 @@ func TestSnapshotHostileObjects(t *testing.T) {
 		"empty jti":            hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(jtiEntry("", 100), 1)), jtiEntry("", 100)),
 		"time zero":            hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(jtiEntry("a", 0), 1)), jtiEntry("a", 0)),
 		"time past 2106":       hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(jtiEntry("a", 1<<33), 1)), jtiEntry("a", 1<<33)),
-		"unknown flags":        hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(append([]byte{8}, good[1:]...), 1)), append([]byte{8}, good[1:]...)),
+		"unknown flags":        hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(append([]byte{16}, good[1:]...), 1)), append([]byte{16}, good[1:]...)),
+		"client on a jti":      hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(append([]byte{entryClient}, good[1:]...), 1)), append([]byte{entryClient}, good[1:]...)),
 		"same iss first":       hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(append([]byte{entrySameIss}, good[5:]...), 1)), append([]byte{entrySameIss}, good[5:]...)),
 		"trailing in chunk":    hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(append(slices.Clone(good), 0), 1)), append(slices.Clone(good), 0)),
 		"trailing after chunk": hostileObject(testSnapKey, hostileHeader(1, 0, chunkOf(good, 1)), append(slices.Clone(good), 0)),
@@ -418,7 +419,7 @@ func allocBytes(f func()) uint64 {
 func FuzzSnapshotParse(f *testing.F) {
 	s := &Snapshot{Stream: "S", Subjects: "revocations.>", Sequence: 3, BuiltAt: time.Unix(5, 0),
 		JTI:     []SnapshotJTI{{Iss: "i", JTI: "j", Exp: 99}, {Iss: "i", JTI: "k", Exp: 100}},
-		Cutoffs: []SnapshotCutoff{{Claim: "sub", Value: "u", NotBefore: 7}, {Claim: "sub", Value: "v", NotBefore: 8}}}
+		Cutoffs: []SnapshotCutoff{{Claim: "sub", Value: "u", NotBefore: 7}, {Claim: "sub", Value: "u", ClientID: "web", NotBefore: 9}, {Claim: "sub", Value: "v", NotBefore: 8}}}
 	whole, err := s.MarshalSigned(testSnapKey)
 	if err != nil {
 		f.Fatal(err)
@@ -448,7 +449,7 @@ func FuzzSnapshotParse(f *testing.F) {
 			}
 		}
 		for _, c := range got.Cutoffs {
-			if len(c.Value) == 0 || len(c.Value) > event.MaxValueLen || len(c.Claim) == 0 || len(c.Claim) > event.MaxValueLen || c.NotBefore <= 0 || c.NotBefore > maxUnixTime {
+			if len(c.Value) == 0 || len(c.Value) > event.MaxValueLen || len(c.Claim) == 0 || len(c.Claim) > event.MaxValueLen || len(c.ClientID) > event.MaxValueLen || c.NotBefore <= 0 || c.NotBefore > maxUnixTime {
 				t.Fatalf("cutoff out of bounds: %+v", c)
 			}
 		}
