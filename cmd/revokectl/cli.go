@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/buildinfo"
 	"github.com/revoked-dev/revoked/internal/flagenv"
 	"github.com/revoked-dev/revoked/natsconn"
 	"github.com/revoked-dev/revoked/publish"
@@ -62,6 +63,7 @@ var commands = []*command{
 	streamInitCmd, streamInfoCmd,
 	revokeJTICmd, revokeTokenCmd, revokeSubCmd, revokeSIDCmd, revokeClientCmd,
 	importCmd, snapshotKeygenCmd, snapshotVerifyCmd, snapshotCmd, checkCmd,
+	explainCmd, historyCmd,
 }
 
 const topHelp = `revokectl publishes JWT revocations to the revoked stream (NATS JetStream), manages
@@ -69,6 +71,7 @@ that stream, and asks a revoked sidecar about a token as Envoy would.
 
 Usage:
   revokectl <command> [flags] [arguments]
+  revokectl --version
 
 Commands:
 %s
@@ -76,7 +79,8 @@ Every flag can also be set in the environment as REVOKECTL_<FLAG>: --nats-url is
 REVOKECTL_NATS_URL, --nats-creds is REVOKECTL_NATS_CREDS. A flag on the command line wins.
 
 Exit status: 0 done; 1 not done (an event not acknowledged by the stream, a line not
-imported, a token denied by check); 2 bad command line; 3 check could not reach the sidecar.
+imported, a token denied by check, revoked or expired by explain); 2 bad command line;
+3 check could not reach the sidecar, or explain or history could not read the stream.
 
 Run 'revokectl <command> --help' for a command's flags and examples.
 `
@@ -102,6 +106,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return run(ctx, append(args[1:], "--help"), stdin, stdout, stderr)
 		}
 		printTopHelp(stdout)
+		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, buildinfo.Get().Line("revokectl"))
 		return exitOK
 	}
 	cmd, rest := lookup(args)
