@@ -174,7 +174,7 @@ func (a *Authorizer) verified(raw string, now time.Time) (*Token, Reason) {
 		return nil, r
 	}
 	tok := &Token{Claims: *c, jtiHash: JTIHash(c.JTI), keyGen: gen}
-	tok.query = a.set.NewQuery(c.Issuer, c.JTI, c.IssuedAt, c.Cutoff)
+	tok.query = a.set.NewQuery(c.Issuer, c.JTI, c.IssuedAt, c.Cutoff, c.ClientID, c.Azp)
 	tok.Cutoff = nil // now in the query's keys; a cached token keeps only what it needs
 	if a.cache != nil {
 		// A copy: raw may share memory with a larger request buffer.

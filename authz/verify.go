@@ -38,6 +38,9 @@ type Claims struct {
 	JTI      string
 	IssuedAt int64 // 0 when absent
 	Expiry   int64
+	// ClientID and Azp are the token's client_id and azp claims ("" when absent): a
+	// client-scoped cutoff matches when its client_id equals one of them.
+	ClientID, Azp string
 	// Cutoff holds the values of the claims a cutoff may match, client_id twice
 	// (client_id and azp) when they differ.
 	Cutoff []blocklist.Claim
@@ -139,10 +142,12 @@ func (v *Verifier) checkClaims(token string, tc *tokenClaims, now time.Time) (*C
 		return nil, ReasonMissingClaim
 	}
 	c := &Claims{
-		Issuer:  tc.Issuer,
-		Subject: tc.Subject,
-		JTI:     tc.ID,
-		Expiry:  tc.ExpiresAt.Unix(),
+		Issuer:   tc.Issuer,
+		Subject:  tc.Subject,
+		JTI:      tc.ID,
+		Expiry:   tc.ExpiresAt.Unix(),
+		ClientID: tc.ClientID,
+		Azp:      tc.Azp,
 	}
 	if tc.IssuedAt != nil {
 		c.IssuedAt = tc.IssuedAt.Unix()
