@@ -15,9 +15,17 @@ RUN := $(if $(T),-run '$(T)',)
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# VERSION and REVISION are what --version and revoked_build_info say: git describe and
+# the commit when this is a git checkout, else Go's own (the module version or "devel";
+# the commit Go records unless -buildvcs=false).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X github.com/revoked-dev/revoked/internal/buildinfo.Version=$(VERSION)) \
+	$(if $(REVISION),-X github.com/revoked-dev/revoked/internal/buildinfo.Revision=$(REVISION))
+
 .PHONY: build
-build: ## Build revoked and revokectl into ./bin
-	$(GO) build -o $(BIN)/ ./cmd/...
+build: ## Build revoked and revokectl into ./bin (VERSION=v1.2.3 overrides git describe)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 .PHONY: run
 run: ## Run the sidecar in --dev mode (embedded NATS, dev key, sample token)

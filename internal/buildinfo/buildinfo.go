@@ -20,6 +20,11 @@ import (
 // Empty, the module version Go records (`go install ...@v1.2.3`) is used, or "devel".
 var Version string
 
+// Revision is the VCS commit, set at build time like Version (make build sets it from
+// `git rev-parse HEAD`) for builds where Go records none: -buildvcs=false, or a
+// Docker build without .git. The revision Go records wins.
+var Revision string
+
 // Unknown is the revision of a binary built without VCS information (go test, or a
 // build outside a git checkout).
 const Unknown = "unknown"
@@ -37,12 +42,16 @@ func Get() Info {
 	if !ok {
 		bi = nil
 	}
-	return from(Version, bi)
+	return from(Version, Revision, bi)
 }
 
-// from derives the Info from the ldflags version and what Go stamped into the binary.
-func from(version string, bi *debug.BuildInfo) Info {
-	info := Info{Version: version, Revision: Unknown, GoVersion: runtime.Version()}
+// from derives the Info from the ldflags version and revision and what Go stamped
+// into the binary.
+func from(version, revision string, bi *debug.BuildInfo) Info {
+	info := Info{Version: version, Revision: revision, GoVersion: runtime.Version()}
+	if info.Revision == "" {
+		info.Revision = Unknown
+	}
 	if bi == nil {
 		if info.Version == "" {
 			info.Version = "devel"
@@ -58,17 +67,20 @@ func from(version string, bi *debug.BuildInfo) Info {
 	if info.Version == "" {
 		info.Version = "devel"
 	}
-	modified := false
+	stamped, modified := "", false
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			info.Revision = s.Value
+			stamped = s.Value
 		case "vcs.modified":
 			modified = s.Value == "true"
 		}
 	}
-	if modified && info.Revision != Unknown {
-		info.Revision += "-dirty"
+	if stamped != "" {
+		info.Revision = stamped
+		if modified {
+			info.Revision += "-dirty"
+		}
 	}
 	return info
 }

@@ -19,18 +19,20 @@ func TestFrom(t *testing.T) {
 		return bi
 	}
 	tests := map[string]struct {
-		ldflags string
-		bi      *debug.BuildInfo
-		want    Info
+		version, revision string // -ldflags -X
+		bi                *debug.BuildInfo
+		want              Info
 	}{
-		"make build":           {"v1.2.3-4-gabcdef0", stamped("(devel)", "vcs.revision", "abcdef0123", "vcs.modified", "false"), Info{"v1.2.3-4-gabcdef0", "abcdef0123", "go1.99.1"}},
-		"dirty tree":           {"", stamped("(devel)", "vcs.revision", "abcdef0123", "vcs.modified", "true"), Info{"devel", "abcdef0123-dirty", "go1.99.1"}},
-		"go install @version":  {"", stamped("v1.2.3"), Info{"v1.2.3", Unknown, "go1.99.1"}},
-		"ldflags win":          {"v2.0.0", stamped("v1.2.3"), Info{"v2.0.0", Unknown, "go1.99.1"}},
-		"no build info at all": {"", nil, Info{"devel", Unknown, runtime.Version()}},
+		"make build":            {"v1.2.3-4-gabcdef0", "abcdef0123", stamped("(devel)", "vcs.revision", "abcdef0123", "vcs.modified", "false"), Info{"v1.2.3-4-gabcdef0", "abcdef0123", "go1.99.1"}},
+		"dirty tree":            {"", "", stamped("(devel)", "vcs.revision", "abcdef0123", "vcs.modified", "true"), Info{"devel", "abcdef0123-dirty", "go1.99.1"}},
+		"go install @version":   {"", "", stamped("v1.2.3"), Info{"v1.2.3", Unknown, "go1.99.1"}},
+		"ldflags version wins":  {"v2.0.0", "", stamped("v1.2.3"), Info{"v2.0.0", Unknown, "go1.99.1"}},
+		"-buildvcs=false":       {"v2.0.0", "abcdef0123", stamped("(devel)"), Info{"v2.0.0", "abcdef0123", "go1.99.1"}},
+		"stamped revision wins": {"", "0000000", stamped("(devel)", "vcs.revision", "abcdef0123"), Info{"devel", "abcdef0123", "go1.99.1"}},
+		"no build info at all":  {"", "", nil, Info{"devel", Unknown, runtime.Version()}},
 	}
 	for name, tc := range tests {
-		if got := from(tc.ldflags, tc.bi); got != tc.want {
+		if got := from(tc.version, tc.revision, tc.bi); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", name, got, tc.want)
 		}
 	}
