@@ -193,10 +193,12 @@ func (p *Proc) Stop() {
 }
 
 // StartNATS runs nats-server with JetStream on a free port, its store in dir, and
-// returns it with its client URL once it accepts connections.
+// returns it with its client URL once it accepts connections. BENCH_NATS_ARGS adds
+// flags (space-separated), such as "--profile 6060" to profile the server.
 func StartNATS(bin, dir string) (*Proc, string, error) {
 	port := FreePort()
-	p, err := Start("nats-server", dir+"/nats.log", bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir+"/js")
+	args := append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir + "/js"}, strings.Fields(os.Getenv("BENCH_NATS_ARGS"))...)
+	p, err := Start("nats-server", dir+"/nats.log", bin, args...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -35,7 +35,7 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	natsBin := flag.String("nats-server", "bin/nats-server", "nats-server binary")
-	revokedBin := flag.String("revoked", "bin/revoked", "revoked binary")
+	revokedBin := flag.String("revoked", "bin/revoked", "revoked binary; several, comma-separated, start in turn in every run (an interleaved comparison)")
 	events := flag.Int("events", 1_000_000, "jti events in the stream before the sidecar starts")
 	runs := flag.Int("runs", 3, "sidecar starts measured (the median is reported)")
 	dir := flag.String("dir", "", "work directory (default: a new temporary one, removed at the end)")
@@ -43,9 +43,10 @@ func run() int {
 	extra := flag.String("sidecar-args", "", "extra sidecar flags, space-separated")
 	snapshot := flag.Bool("snapshot", false, "also build a snapshot at the stream's end, publish -tail more events, and measure a start from the snapshot")
 	tail := flag.Int("tail", 10_000, "with -snapshot: events published after the snapshot")
+	cpuProfile := flag.String("cpuprofile", "", "also replay once with the sidecar's replica in this process, writing its CPU profile here (nats-server's CPU is reported beside it)")
 	flag.Parse()
 	o := opts{natsBin: *natsBin, revokedBin: *revokedBin, n: *events, runs: *runs, dir: *dir, timeout: *timeout,
-		extra: strings.Fields(*extra), snapshot: *snapshot, tail: *tail}
+		extra: strings.Fields(*extra), snapshot: *snapshot, tail: *tail, cpuProfile: *cpuProfile}
 	if err := coldstart(o); err != nil {
 		fmt.Fprintln(os.Stderr, "coldstart:", err)
 		return 1
@@ -55,6 +56,7 @@ func run() int {
 
 type opts struct {
 	natsBin, revokedBin, dir string
+	cpuProfile               string
 	n, runs, tail            int
 	timeout                  time.Duration
 	extra                    []string
@@ -95,32 +97,48 @@ func coldstart(o opts) error {
 	pub := time.Since(t0)
 	fmt.Printf("coldstart: published %d events in %.1fs (%.0f/s), last sequence %d\n", n, pub.Seconds(), float64(n)/pub.Seconds(), lastSeq)
 
-	var readies []time.Duration
+	// Each binary of -revoked starts in turn, run after run, so that a comparison
+	// sees the same stream and the same neighbours on the machine.
+	bins := strings.Split(revokedBin, ",")
+	readies := make([][]time.Duration, len(bins))
 	for r := range runs {
-		sock := filepath.Join(dir, "g"+strconv.Itoa(r)+".sock")
-		args := append([]string{"--grpc-addr", "unix://" + sock, "--http-addr", "", "--admin-addr", "127.0.0.1:0",
-			"--nats-url", url, "--jwks-file", filepath.Join(dir, "jwks.json"), "--log-level", "warn"}, extra...)
-		start := time.Now()
-		sc, err := benchkit.Start("revoked", filepath.Join(dir, "sidecar.log"), revokedBin, args...)
-		if err != nil {
-			return err
-		}
-		natsCPU := cpuTime(ns.Cmd.Process.Pid)
-		ready, rss, err := waitReady(sock, timeout, probe, sc)
-		if err != nil {
+		for b, bin := range bins {
+			sock := filepath.Join(dir, "g"+strconv.Itoa(r)+"-"+strconv.Itoa(b)+".sock")
+			args := append([]string{"--grpc-addr", "unix://" + sock, "--http-addr", "", "--admin-addr", "127.0.0.1:0",
+				"--nats-url", url, "--jwks-file", filepath.Join(dir, "jwks.json"), "--log-level", "warn"}, extra...)
+			start := time.Now()
+			sc, err := benchkit.Start("revoked", filepath.Join(dir, "sidecar.log"), bin, args...)
+			if err != nil {
+				return err
+			}
+			natsCPU := cpuTime(ns.Cmd.Process.Pid)
+			ready, rss, err := waitReady(sock, timeout, probe, sc)
+			if err != nil {
+				sc.Stop()
+				return err
+			}
+			took := ready.Sub(start)
+			readies[b] = append(readies[b], took)
+			fmt.Printf("coldstart: run %d %s: exec to ready %.3fs, last event enforced, RSS %.0f MiB, CPU: sidecar %.2fs, nats-server %.2fs\n",
+				r+1, bin, took.Seconds(), float64(rss)/(1<<20), cpuTime(sc.Cmd.Process.Pid).Seconds(), (cpuTime(ns.Cmd.Process.Pid) - natsCPU).Seconds())
 			sc.Stop()
+		}
+	}
+	for b, bin := range bins {
+		rs := readies[b]
+		slices.Sort(rs)
+		label := ""
+		if len(bins) > 1 {
+			label = " revoked=" + bin
+		}
+		fmt.Printf("FIGURE coldstart events=%d%s ready_median=%.3fs ready_min=%.3fs ready_max=%.3fs publish_rate=%.0f/s\n",
+			n, label, rs[len(rs)/2].Seconds(), rs[0].Seconds(), rs[len(rs)-1].Seconds(), float64(n)/pub.Seconds())
+	}
+	if o.cpuProfile != "" {
+		if err := profileReplay(ctx, o.cpuProfile, url, iss.Iss, lastJTI, ns, timeout); err != nil {
 			return err
 		}
-		took := ready.Sub(start)
-		readies = append(readies, took)
-		fmt.Printf("coldstart: run %d: exec to ready %.3fs, last event enforced, RSS %.0f MiB, CPU: sidecar %.2fs, nats-server %.2fs\n",
-			r+1, took.Seconds(), float64(rss)/(1<<20), cpuTime(sc.Cmd.Process.Pid).Seconds(), (cpuTime(ns.Cmd.Process.Pid) - natsCPU).Seconds())
-		sc.Stop()
 	}
-	slices.Sort(readies)
-	med := readies[len(readies)/2]
-	fmt.Printf("FIGURE coldstart events=%d ready_median=%.3fs ready_min=%.3fs ready_max=%.3fs publish_rate=%.0f/s\n",
-		n, med.Seconds(), readies[0].Seconds(), readies[len(readies)-1].Seconds(), float64(n)/pub.Seconds())
 	if !o.snapshot {
 		return nil
 	}
