@@ -1,7 +1,5 @@
 package ssf
 
-import "strings"
-
 // Event type URIs the receiver knows (CAEP 1.0, RISC 1.0, SSF 1.0, and the legacy ones
 // IdPs still send).
 const (
@@ -25,9 +23,9 @@ const (
 type eventKind int
 
 const (
-	kindUnknown      eventKind = iota
-	kindRevokeUser             // a user's tokens (sub cutoff), or one token (jwt_id)
-	kindRevokeSession          // a session (sid cutoff), else as kindRevokeUser
+	kindUnknown       eventKind = iota
+	kindRevokeUser              // a user's tokens (sub cutoff), or one token (jwt_id)
+	kindRevokeSession           // a session (sid cutoff), else as kindRevokeUser
 	kindVerification
 	kindStreamUpdated
 )
@@ -87,5 +85,3 @@ func isRevocation(name string) bool {
 	}
 	return false
 }
-
-func lastSegment(uri string) string { return uri[strings.LastIndex(uri, "/")+1:] }
