@@ -1,0 +1,136 @@
+package region
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/code"
+
+	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/testsupport"
+	"github.com/revoked-dev/revoked/stream"
+)
+
+// The promise across regions: a revocation acknowledged by the hub's stream is
+// enforced by the region's sidecars; cut off from the hub, the region keeps enforcing
+// what it has and its sidecars say they are stale (a sidecar with --stale-policy deny
+// says not ready); a sidecar started during the cut replays what the mirror has; once
+// the link is back, what the hub acknowledged during the cut arrives, nothing lost.
+func TestRegionFollowsTheHub(t *testing.T) {
+	f := newFleet(t)
+	f.waitMirrored(t, f.revoke(t, "before").Sequence)
+	a := f.startSidecar(t)
+	testsupport.Until(t, 10*time.Second, "the region's sidecar ready", func() bool { return a.s.Ready() })
+	if !a.denies(f.token("before")) {
+		t.Fatal("a revocation the hub held before the sidecar started is not enforced in the region")
+	}
+	if c := a.check(f.token("live")); c != code.Code_OK {
+		t.Fatalf("a fresh token: %v", c)
+	}
+	f.revoke(t, "live")
+	testsupport.Until(t, 5*time.Second, "the hub's live revocation enforced in the region", func() bool { return a.denies(f.token("live")) })
+	if s := a.staleness(); s != 0 {
+		t.Fatalf("staleness %v while the mirror follows the hub", s)
+	}
+
+	// The region is cut off from the hub. The hub goes on acknowledging revocations.
+	f.Link.Partition()
+	cutAt := time.Now()
+	var during []string
+	for i := range 5 {
+		during = append(during, fmt.Sprint("during-", i))
+		f.revoke(t, during[i])
+	}
+	for _, jti := range []string{"before", "live"} {
+		if !a.denies(f.token(jti)) {
+			t.Fatalf("cut off, the region no longer enforces %s", jti)
+		}
+	}
+	testsupport.Until(t, stream.MirrorSilence+5*time.Second, "the region's sidecar stale", func() bool { return a.staleness() > 0 })
+	t.Logf("stale %.1fs after the cut (the mirror's no-contact threshold is %s)", time.Since(cutAt).Seconds(), stream.MirrorSilence)
+	// What the hub acknowledged during the cut has not reached the region, and the
+	// sidecar says so: stale, while its policy (serve) keeps it ready with what it has.
+	if !a.s.Ready() || !a.denies(f.token("live")) || a.denies(f.token(during[0])) {
+		t.Fatalf("cut off and stale: ready %v, live denied %v, during-0 denied %v", a.s.Ready(), a.denies(f.token("live")), a.denies(f.token(during[0])))
+	}
+
+	// Sidecars started in the region during the cut replay what the mirror has. One
+	// with --stale-policy deny is stale at once (the mirror has been silent past the
+	// threshold) and says not ready.
+	b := f.startSidecar(t)
+	strict := f.startSidecar(t, "--max-staleness", "1s", "--stale-policy", "deny")
+	testsupport.Until(t, 10*time.Second, "a sidecar started during the cut ready", func() bool { return b.s.Ready() })
+	for _, jti := range []string{"before", "live"} {
+		if !b.denies(f.token(jti)) {
+			t.Fatalf("a sidecar started during the cut does not enforce %s, which the mirror holds", jti)
+		}
+	}
+	testsupport.Until(t, 5*time.Second, "the new sidecar stale", func() bool { return b.staleness() > 0 })
+	testsupport.Until(t, 5*time.Second, "the strict sidecar's replica caught up, stale, and not ready", func() bool {
+		return strict.s.Replica.Ready() && strict.staleness() > 1 && strict.readyz() == http.StatusServiceUnavailable
+	})
+	if c := strict.check(f.token("fresh")); c != code.Code_UNAVAILABLE || strict.s.Ready() {
+		t.Fatalf("stale under --stale-policy deny: check %v, ready %v", c, strict.s.Ready())
+	}
+
+	// The link is back: the mirror catches up with the hub, and every sidecar with it.
+	f.Link.Heal()
+	f.WaitLinked(t)
+	healedAt := time.Now()
+	for name, s := range map[string]*regional{"a": a, "b": b, "strict": strict} {
+		testsupport.Until(t, 15*time.Second, "sidecar "+name+" enforcing what the hub acknowledged during the cut", func() bool {
+			for _, jti := range during {
+				if !s.denies(f.token(jti)) {
+					return false
+				}
+			}
+			return true
+		})
+		testsupport.Until(t, 10*time.Second, "sidecar "+name+" current again", func() bool { return s.staleness() == 0 && s.s.Ready() })
+	}
+	t.Logf("caught up %.2fs after the link was healed", time.Since(healedAt).Seconds())
+	assertSameEvents(t, f)
+}
+
+// assertSameEvents checks that the mirror holds the hub's events, same sequences,
+// same bytes: nothing lost, nothing added.
+func assertSameEvents(t *testing.T, f *fleet) {
+	t.Helper()
+	ctx := context.Background()
+	hub, err := f.hub.Stream(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror, err := f.region.Stream(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi, err := hub.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := mirror.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hi.State.Msgs != mi.State.Msgs || hi.State.FirstSeq != mi.State.FirstSeq || hi.State.LastSeq != mi.State.LastSeq {
+		t.Fatalf("hub %+v, mirror %+v", hi.State, mi.State)
+	}
+	for seq := hi.State.FirstSeq; seq <= hi.State.LastSeq; seq++ {
+		hm, err := hub.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mm, err := mirror.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("sequence %d missing from the mirror: %v", seq, err)
+		}
+		if !bytes.Equal(hm.Data, mm.Data) || !hm.Time.Equal(mm.Time) {
+			t.Fatalf("sequence %d differs: hub %s at %v, mirror %s at %v", seq, hm.Data, hm.Time, mm.Data, mm.Time)
+		}
+	}
+}
