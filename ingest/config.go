@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,12 @@ const (
 	DefaultListen    = "127.0.0.1:9180"
 	DefaultAdminAddr = "127.0.0.1:9181"
 	DefaultMaxBody   = 1 << 20
+	// DefaultLogoutMaxAge is the default acceptance window of a logout token's iat: with
+	// twice the default leeway it fits MinDuplicateWindow.
+	DefaultLogoutMaxAge = 90 * time.Second
+	// MinDuplicateWindow is the shortest duplicate window the contract lets a stream
+	// have (CONTRACT section 2); the logout acceptance window must fit it.
+	MinDuplicateWindow = 2 * time.Minute
 )
 
 // Config is the ingest API's configuration. The `revoked ingest` command
@@ -36,13 +43,25 @@ type Config struct {
 	TLSCert         string // --tls-cert: serve the API over TLS
 	TLSKey          string // --tls-key
 	ClientCA        string // --client-ca: a client certificate it signs authenticates the caller (mTLS)
+	// ClientCertNames (--client-cert-name) limit mTLS callers to certificates naming one
+	// of them (subject CN, or a DNS, URI or email SAN); empty accepts any the CA signs.
+	ClientCertNames flags.Strings
 
 	// Keys verify the tokens revoked at /oauth2/revoke (JWKSFile or JWKSURL, Issuers,
 	// Audiences, Leeway) and the logout tokens; the other fields are the sidecar's.
 	flags.Keys
 	LogoutAudiences flags.Strings // --logout-audience: client_id(s) a logout token's aud must contain
 	OAuthClients    flags.Strings // --oauth-client: id:secret-file pairs for client_secret_basic
+	// OAuthPrivileged (--oauth-privileged-client) are the --oauth-client ids that may revoke
+	// any client's tokens; the others revoke only tokens issued to them (client_id or azp).
+	OAuthPrivileged flags.Strings
 	LogoutMaxAge    time.Duration // --logout-max-age: how old a logout token's iat may be
+	// LogoutCutoffs (--logout-cutoff, [ISSUER=]MODE, repeatable) say what a logout
+	// revokes, for every issuer or one: see LogoutMode. Default: sid.
+	LogoutCutoffs flags.Strings
+	// LogoutNoExp (--logout-allow-missing-exp) are the issuers whose logout tokens may
+	// lack exp (Ory Hydra's do, against BCL 1.0); the iat window bounds them instead.
+	LogoutNoExp flags.Strings
 
 	NATS         natsconn.Options // --nats-*
 	flags.Events                  // --stream, --subject-prefix, --cutoff-claim
@@ -83,6 +102,22 @@ func (c *Config) Validate() error {
 	}
 	if c.LogoutMaxAge <= 0 {
 		errs = append(errs, errors.New("--logout-max-age must be positive"))
+	} else if w := c.LogoutMaxAge + 2*c.Leeway; w > MinDuplicateWindow {
+		// A logout token replayed to another replica is caught only by the stream's
+		// duplicate window (at least 2 min, CONTRACT section 2); a longer acceptance
+		// window would let a replay through once the window has passed.
+		errs = append(errs, fmt.Errorf("--logout-max-age + 2 × --leeway is %s: it must fit the stream's duplicate window (%s), which refuses a replayed logout token across replicas", w, MinDuplicateWindow))
+	}
+	if _, err := c.logoutPolicy(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, id := range c.OAuthPrivileged {
+		if !slices.ContainsFunc(c.OAuthClients, func(oc string) bool { return strings.HasPrefix(oc, id+":") }) {
+			errs = append(errs, fmt.Errorf("--oauth-privileged-client %q is not an --oauth-client", id))
+		}
+	}
+	if len(c.ClientCertNames) > 0 && c.ClientCA == "" {
+		errs = append(errs, errors.New("--client-cert-name needs --client-ca"))
 	}
 	if c.AckTimeout <= 0 || c.Attempts < 1 {
 		errs = append(errs, errors.New("--ack-timeout must be positive and --attempts at least 1"))

@@ -55,7 +55,7 @@ func FuzzParseEvents(f *testing.F) {
 func FuzzLogoutToken(f *testing.F) {
 	key := newSigner(f, "k1")
 	stranger := newSigner(f, "k1")
-	cfg := &Config{Keys: flags.Keys{Leeway: 30 * time.Second, Issuers: []string{testIssuer}}, LogoutMaxAge: 5 * time.Minute, LogoutAudiences: []string{testRP}}
+	cfg := &Config{Keys: flags.Keys{Leeway: 30 * time.Second, Issuers: []string{testIssuer}}, LogoutMaxAge: time.Minute, LogoutAudiences: []string{testRP}}
 	cfg.JWKSFile = writeJWKS(f, f.TempDir(), key)
 	s := &Server{cfg: cfg, now: time.Now}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -85,6 +85,30 @@ func FuzzLogoutToken(f *testing.F) {
 		}
 		if lt.jti == "" || lt.iss == "" || (lt.sid == "" && lt.sub == "") {
 			t.Fatalf("accepted an incomplete token %+v", lt)
+		}
+	})
+}
+
+// FuzzLogoutCutoffFlag feeds arbitrary --logout-cutoff entries to their parser: it
+// never panics, and an entry it accepts gives a known mode to its issuer or to all.
+func FuzzLogoutCutoffFlag(f *testing.F) {
+	for _, seed := range []string{"sid", "client", "user", "https://idp.example.com=client", "=sid", "https://a=b=user", "x=", "", "SID", "https://idp.example.com=everything"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, entry string) {
+		c := Config{LogoutCutoffs: []string{entry}}
+		p, err := c.logoutPolicy()
+		if err != nil {
+			return
+		}
+		known := func(m LogoutMode) bool { return m == LogoutSID || m == LogoutClient || m == LogoutUser }
+		if !known(p.fallback) || len(p.byIssuer) > 1 {
+			t.Fatalf("%q: policy %+v", entry, p)
+		}
+		for iss, m := range p.byIssuer {
+			if iss == "" || !known(m) || p.mode(iss) != m {
+				t.Fatalf("%q: policy %+v", entry, p)
+			}
 		}
 	})
 }

@@ -122,7 +122,7 @@ func testConfig(t *testing.T, natsURL string, key signer) *Config {
 		BearerTokenFile: writeSecret(t, dir, "bearer", testBearer),
 		Keys:            flags.Keys{JWKSFile: writeJWKS(t, dir, key), Issuers: []string{testIssuer}, Leeway: 30 * time.Second},
 		LogoutAudiences: []string{testRP},
-		LogoutMaxAge:    5 * time.Minute,
+		LogoutMaxAge:    time.Minute, // with 2 × 30 s leeway, the stream's 2-minute duplicate window
 		Events:          flags.Events{Stream: event.DefaultStream, SubjectPrefix: event.DefaultSubjectPrefix},
 		AckTimeout:      300 * time.Millisecond,
 		Attempts:        2,

@@ -310,7 +310,9 @@ func TestOAuthRevokeClientSecretBasic(t *testing.T) {
 		secretFile = writeSecret(t, t.TempDir(), "web-secret", "web client secret 0123456789")
 		c.OAuthClients = []string{"web app:" + secretFile}
 	})
-	tok := f.key.sign(t, accessClaims("at-basic", time.Now().Add(time.Hour)), nil)
+	claims := accessClaims("at-basic", time.Now().Add(time.Hour))
+	claims["client_id"] = "web app" // its own token: see TestOAuthRevokeOwnTokensOnly
+	tok := f.key.sign(t, claims, nil)
 	form := url.Values{"token": {tok}}
 	basic := func(id, secret string) map[string]string {
 		return map[string]string{"Authorization": "Basic " + stdB64(url.QueryEscape(id)+":"+url.QueryEscape(secret))}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,44 +20,55 @@ import (
 // BackchannelLogoutEvent is the member a logout token's events claim must hold.
 const BackchannelLogoutEvent = "http://schemas.openid.net/event/backchannel-logout"
 
+// maxLogoutBody bounds what /backchannel-logout reads: a logout token is about a
+// kilobyte (an RSA-4096 signature adds 700 bytes), and any caller may post here.
+const maxLogoutBody = 8 << 10
+
+// sourceBackchannelLogout is the source of the events a logout publishes.
+const sourceBackchannelLogout = "backchannel-logout"
+
 // logoutToken is what a valid logout token says.
 type logoutToken struct {
 	iss, sub, sid, jti string
-	iat, exp           int64
+	iat                int64
+	clients            []string // the aud values that are --logout-audience: the RPs logging out
 }
 
-// errLogout is a logout token refused; its text is the error_description.
-type errLogout struct{ msg string }
+// errLogout is a logout token refused; its text is the error_description and reason
+// the label it is counted under.
+type errLogout struct{ msg, reason string }
 
 func (e errLogout) Error() string { return e.msg }
 
-func logoutErr(format string, a ...any) error { return errLogout{fmt.Sprintf(format, a...)} }
+func logoutErr(format string, a ...any) error {
+	return errLogout{fmt.Sprintf(format, a...), "invalid_logout_token"}
+}
 
 // validateLogoutToken checks raw as OpenID Connect Back-Channel Logout 1.0 section 2.6
-// asks: the signature (keys and algorithms as for an ID token), typ when present
-// (logout+jwt, or the generic JWT), iss, aud (one of audiences), iat within maxAge
-// (and not in the future), exp, jti, the events claim with the back-channel logout
-// member as a JSON object, sub or sid or both, and no nonce.
+// asks: the signature first (keys and algorithms as for an ID token; a kid not known
+// yet is refused at once, see keyfuncNoWait), typ when present (logout+jwt, or the
+// generic JWT), iss, aud (one of audiences), iat within maxAge (and not in the future),
+// exp (unless --logout-allow-missing-exp names the issuer), jti, the events claim with
+// the back-channel logout member as a JSON object, sub or sid or both, and no nonce.
 func (s *Server) validateLogoutToken(raw string) (logoutToken, error) {
 	var lt logoutToken
 	p := s.keys.NewParser(
 		jwt.WithLeeway(s.cfg.Leeway),
-		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithTimeFunc(s.now),
 	)
 	claims := jwt.MapClaims{}
-	tok, err := p.ParseWithClaims(raw, claims, s.keys.Keyfunc)
+	tok, err := p.ParseWithClaims(raw, claims, s.keyfuncNoWait)
 	if err != nil {
 		switch {
 		case errors.Is(err, jwt.ErrTokenMalformed):
 			return lt, logoutErr("logout_token is not a JWT")
+		case errors.Is(err, errKeyNotYetKnown):
+			return lt, errLogout{"logout_token is signed with a key (kid) not known yet; the keys are being fetched again: send it again shortly", "unknown_key"}
 		case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 			return lt, logoutErr("logout_token signature does not verify")
 		case errors.Is(err, jwt.ErrTokenExpired):
 			return lt, logoutErr("logout_token expired")
-		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-			return lt, logoutErr("logout_token has no exp")
 		case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 			return lt, logoutErr("logout_token iat is in the future")
 		}
@@ -79,17 +91,27 @@ func (s *Server) validateLogoutToken(raw string) (logoutToken, error) {
 		return lt, logoutErr("logout_token iss is not an accepted issuer")
 	}
 	aud, err := claims.GetAudience()
-	if err != nil || !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(s.cfg.LogoutAudiences, a) }) {
+	if err == nil {
+		for _, a := range aud {
+			if slices.Contains(s.cfg.LogoutAudiences, a) && !slices.Contains(lt.clients, a) {
+				lt.clients = append(lt.clients, a)
+			}
+		}
+	}
+	if len(lt.clients) == 0 {
 		return lt, logoutErr("logout_token aud does not name this relying party")
 	}
+	slices.Sort(lt.clients)
 	if lt.iat, err = unixClaim(claims, "iat"); err != nil {
 		return lt, logoutErr("logout_token: %v", err)
 	}
 	if age := s.now().Sub(time.Unix(lt.iat, 0)); age > s.cfg.LogoutMaxAge+s.cfg.Leeway {
 		return lt, logoutErr("logout_token issued %s ago, more than %s", age.Round(time.Second), s.cfg.LogoutMaxAge)
 	}
-	if lt.exp, err = unixClaim(claims, "exp"); err != nil {
-		return lt, logoutErr("logout_token: %v", err)
+	if _, present := claims["exp"]; present || !s.logout.expOptional(lt.iss) {
+		if _, err = unixClaim(claims, "exp"); err != nil {
+			return lt, logoutErr("logout_token: %v (BCL 1.0 requires exp; --logout-allow-missing-exp accepts its absence for an issuer)", err)
+		}
 	}
 	lt.jti = stringClaim(claims, "jti")
 	if lt.jti == "" {
@@ -115,20 +137,63 @@ func (s *Server) validateLogoutToken(raw string) (logoutToken, error) {
 	return lt, nil
 }
 
+// logoutEvents maps a valid logout token to the cutoffs that end its session, as the
+// issuer's LogoutMode says. The cutoff time is the token's iat (the moment the IdP
+// ended the session, on the clock that stamps its access tokens), bounded by our clock
+// and leeway, plus a second so that tokens issued in that second are revoked too. A
+// late or replayed logout token thus never revokes the tokens of a later login, and a
+// replay publishes the same cutoff again: revocation only grows, and nothing changes.
+func (s *Server) logoutEvents(lt logoutToken) ([]event.Event, error) {
+	mode := s.logout.mode(lt.iss)
+	notBefore := min(lt.iat, s.now().Add(s.cfg.Leeway).Unix()) + 1
+	sum := sha256.Sum256([]byte(lt.iss + "\x00" + lt.jti))
+	id := "bcl:" + hex.EncodeToString(sum[:16])
+	base := event.Event{
+		Type: event.TypeCutoff, NotBefore: notBefore, Iss: lt.iss, Sub: lt.sub,
+		Reason: "logout", RevokedAt: s.now().Unix(), RevokedBy: "backchannel-logout",
+		Source: sourceBackchannelLogout, EventID: id,
+	}
+	switch {
+	case mode == LogoutSID && lt.sid != "":
+		ev := base
+		ev.Claim, ev.Value = "sid", lt.sid
+		return []event.Event{ev}, nil
+	case lt.sub == "":
+		return nil, errLogout{fmt.Sprintf("logout_token names a session (sid) but no user (sub), and the access tokens of %s carry no sid (--logout-cutoff %s): it cannot revoke them; configure the IdP to send sub, or to put sid in its access tokens (--logout-cutoff sid)", lt.iss, mode), "no_sub"}
+	case mode == LogoutUser:
+		ev := base
+		ev.Claim, ev.Value = "sub", lt.sub
+		return []event.Event{ev}, nil
+	}
+	// The user's tokens at the logging-out client(s) only: one cutoff per client.
+	evs := make([]event.Event, 0, len(lt.clients))
+	for i, client := range lt.clients {
+		ev := base
+		ev.Claim, ev.Value, ev.ClientID = "sub", lt.sub, client
+		if i > 0 {
+			ev.EventID = id + ":" + strconv.Itoa(i)
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}
+
 // backchannelLogout is POST /backchannel-logout. The signed logout token authenticates
-// the IdP. A valid token becomes a cutoff: on sid when the token has one (that session
-// ends), else on sub (every session of the user ends), with not_before the next second,
-// so that every token of it issued until now is revoked. A jti seen before is refused:
-// within this process for as long as the token is acceptable, and across replicas
-// within the stream's duplicate window (the event's Nats-Msg-Id is derived from iss and
-// jti).
+// the IdP: the body is bounded to maxLogoutBody and the signature checked before
+// anything else (no key fetch waits on an anonymous caller). A valid token becomes the
+// cutoffs of logoutEvents. A jti seen before is refused: within this process for as
+// long as the token is acceptable, and across replicas by the stream's duplicate window
+// (the event's Nats-Msg-Id derives from iss and jti; Config.Validate fits the
+// acceptance window into the shortest duplicate window the contract allows).
 func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	const endpoint = "backchannel_logout"
 	if s.keys == nil || len(s.cfg.LogoutAudiences) == 0 {
 		writeError(w, http.StatusNotFound, "not_found", "/backchannel-logout is off: start revoked ingest with --jwks-file or --jwks-url and --logout-audience")
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutBody)
 	if err := r.ParseForm(); err != nil {
+		s.metrics.rejected.WithLabelValues(endpoint, "bad_body").Inc()
 		bodyError(w, err)
 		return
 	}
@@ -138,9 +203,18 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lt, err := s.validateLogoutToken(raw)
+	var evs []event.Event
+	if err == nil {
+		evs, err = s.logoutEvents(lt)
+	}
 	if err != nil {
-		s.metrics.rejected.WithLabelValues(endpoint, "invalid_logout_token").Inc()
-		s.log.Info("logout token refused", "err", err)
+		reason := "invalid_logout_token"
+		var le errLogout
+		if errors.As(err, &le) {
+			reason = le.reason
+		}
+		s.metrics.rejected.WithLabelValues(endpoint, reason).Inc()
+		s.log.Info("logout token refused", "reason", reason, "err", err)
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
@@ -152,37 +226,30 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "logout_token replayed (jti seen before)")
 		return
 	}
-	sum := sha256.Sum256([]byte(key))
-	ev := event.Event{
-		Type: event.TypeCutoff, Claim: "sid", Value: lt.sid, NotBefore: s.now().Unix() + 1,
-		Iss: lt.iss, Sub: lt.sub, Reason: "logout", RevokedAt: s.now().Unix(),
-		RevokedBy: "backchannel-logout", EventID: "bcl:" + hex.EncodeToString(sum[:16]),
+	for i, ev := range evs {
+		res, err := s.pub.Publish(r.Context(), ev)
+		var evErr *event.Error
+		switch {
+		case errors.As(err, &evErr):
+			s.replay.failed(key)
+			s.metrics.rejected.WithLabelValues(endpoint, event.Reason(err)).Inc()
+			writeError(w, http.StatusBadRequest, "invalid_request", "logout_token cannot form a revocation: "+evErr.Detail)
+			return
+		case err != nil:
+			s.replay.failed(key) // not acknowledged: the IdP may send it again
+			s.publishFailed(w, endpoint, err)
+			return
+		case i == 0 && res.Duplicate && res.Attempts == 1 && !retry:
+			// Another replica (or an earlier life of this one) published this logout. (After
+			// a retry, or when an earlier request for it here got a 503, the duplicate may
+			// be this replica's own attempt that did reach the stream.)
+			s.metrics.rejected.WithLabelValues(endpoint, "replayed").Inc()
+			writeError(w, http.StatusBadRequest, "invalid_request", "logout_token replayed (jti seen before)")
+			return
+		}
+		s.countPublished(endpoint, res)
+		s.log.Info("session logged out", "endpoint", endpoint, "claim", ev.Claim, "client_id", ev.ClientID, "iss", lt.iss, "jti_sha256", hashID(lt.jti), "seq", res.Sequence)
 	}
-	if lt.sid == "" {
-		ev.Claim, ev.Value = "sub", lt.sub
-	}
-	res, err := s.pub.Publish(r.Context(), ev)
-	var evErr *event.Error
-	switch {
-	case errors.As(err, &evErr):
-		s.replay.failed(key)
-		s.metrics.rejected.WithLabelValues(endpoint, event.Reason(err)).Inc()
-		writeError(w, http.StatusBadRequest, "invalid_request", "logout_token cannot form a revocation: "+evErr.Detail)
-		return
-	case err != nil:
-		s.replay.failed(key) // not acknowledged: the IdP may send it again
-		s.unavailable(w, endpoint, err)
-		return
-	case res.Duplicate && res.Attempts == 1 && !retry:
-		// Another replica (or an earlier life of this one) published this logout. (After
-		// a retry, or when an earlier request for it here got a 503, the duplicate may
-		// be this replica's own attempt that did reach the stream.)
-		s.metrics.rejected.WithLabelValues(endpoint, "replayed").Inc()
-		writeError(w, http.StatusBadRequest, "invalid_request", "logout_token replayed (jti seen before)")
-		return
-	}
-	s.countPublished(endpoint, res)
-	s.log.Info("session logged out", "endpoint", endpoint, "claim", ev.Claim, "iss", lt.iss, "jti_sha256", hashID(lt.jti), "seq", res.Sequence)
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -39,11 +39,23 @@ func (s *Server) oauthCaller(w http.ResponseWriter, r *http.Request) (client str
 	return "", false
 }
 
+// sourceRFC7009 is the source of the events /oauth2/revoke publishes.
+const sourceRFC7009 = "rfc7009"
+
 // oauthRevoke is POST /oauth2/revoke, RFC 7009 token revocation for JWT access tokens.
 // A token that verifies (signature, exp, iss and aud as configured) is revoked by its
 // jti. An invalid, unknown or already expired token gets 200 and nothing is published,
 // as the RFC requires (section 2.2): the client cannot act on the difference.
 // token_type_hint is only logged: a wrong hint never changes the answer.
+//
+// An --oauth-client revokes only the tokens issued to it (client_id, or azp), unless
+// it is an --oauth-privileged-client; the bearer token and mTLS callers may revoke any
+// (they may publish any event at /v1/revocations already). A valid token of another
+// client is refused with 400 unauthorized_client, published nothing and counted: RFC
+// 7009 section 2.1 says the request "is refused and the client is informed of the
+// error". Answering 200 instead would tell the client a token is revoked that is not,
+// and hides no secret: whose token it is, and that it verifies, anyone holding a JWT
+// reads from it and the public JWKS.
 func (s *Server) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 	const endpoint = "oauth2_revoke"
 	if s.keys == nil {
@@ -71,7 +83,13 @@ func (s *Server) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	ev := event.Event{Type: event.TypeJTI, Reason: "logout", RevokedAt: s.now().Unix(), RevokedBy: "oauth2-revoke"}
+	if client != "" && !slices.Contains(s.cfg.OAuthPrivileged, client) && tokenClient(claims) != client {
+		s.metrics.rejected.WithLabelValues(endpoint, "not_token_owner").Inc()
+		s.log.Info("token of another client not revoked", "endpoint", endpoint, "client", client, "jti_sha256", hashID(stringClaim(claims, "jti")))
+		writeError(w, http.StatusBadRequest, "unauthorized_client", "the token was not issued to this client (its client_id or azp): a client may revoke its own tokens only")
+		return
+	}
+	ev := event.Event{Type: event.TypeJTI, Reason: "logout", RevokedAt: s.now().Unix(), RevokedBy: "oauth2-revoke", Source: sourceRFC7009}
 	if client != "" {
 		ev.RevokedBy += ":" + client
 	}
@@ -95,7 +113,7 @@ func (s *Server) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.unavailable(w, endpoint, err)
+		s.publishFailed(w, endpoint, err)
 		return
 	}
 	s.countPublished(endpoint, res)
@@ -128,6 +146,15 @@ func (s *Server) verifyAccessToken(raw string) (jwt.MapClaims, string) {
 		}
 	}
 	return claims, ""
+}
+
+// tokenClient is the client an access token was issued to: client_id (RFC 9068), or
+// azp where an IdP names it so (Keycloak, Auth0).
+func tokenClient(c jwt.MapClaims) string {
+	if id := stringClaim(c, "client_id"); id != "" {
+		return id
+	}
+	return stringClaim(c, "azp")
 }
 
 func (s *Server) issuerOK(iss string) bool {

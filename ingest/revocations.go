@@ -21,13 +21,16 @@ type itemError struct {
 	Error  string `json:"error"`
 }
 
+// sourceAPI is the source of the events a caller of /v1/revocations gives none.
+const sourceAPI = "api"
+
 // errNoEvents is an empty array.
 var errNoEvents = errors.New("no events: send one event object or a non-empty array of them")
 
 // parseEvents reads a request body: one contract event, or a JSON array of them. A body
 // that is not JSON, or neither an object nor an array, is an error; an array whose
 // elements are bad gives one itemError each (and no event is to be published). Each
-// event is checked as p will check it before sending.
+// event is checked as p will check it before sending; one without a source gets "api".
 func parseEvents(body []byte, p *publish.Publisher) ([]event.Event, []itemError, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -55,6 +58,9 @@ func parseEvents(body []byte, p *publish.Publisher) ([]event.Event, []itemError,
 	var bad []itemError
 	for i, raw := range raws {
 		ev, err := event.Decode(raw, p.AllowedClaims())
+		if err == nil && ev.Source == "" {
+			ev.Source = sourceAPI
+		}
 		if err == nil {
 			_, err = p.Payload(&ev)
 		}
@@ -115,11 +121,15 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 	if failed != nil {
 		s.metrics.publishErrors.WithLabelValues(endpoint).Inc()
 		s.log.Warn("publish failed", "endpoint", endpoint, "events", len(evs), "err", failed)
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, struct {
+		code, apiErr := publishFailure(failed)
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+			apiErr.Description = "not every event was acknowledged by the stream; send the same request again (nothing is doubled)"
+		}
+		writeJSON(w, code, struct {
 			apiError
 			Results []itemResult `json:"results"`
-		}{apiError{"temporarily_unavailable", "not every event was acknowledged by the stream; send the same request again (nothing is doubled)"}, results})
+		}{apiErr, results})
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {

@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,7 +37,11 @@ type Server struct {
 	keys    *jwtkeys.Keys // nil: /oauth2/revoke and /backchannel-logout are off
 	metrics *metrics
 	replay  *replayCache
+	logout  logoutPolicy
 	now     func() time.Time
+
+	refreshing atomic.Bool    // a JWKS fetch keyfuncNoWait started is running
+	bg         sync.WaitGroup // that fetch
 
 	bearer  *secret            // nil when none
 	clients map[string]*secret // --oauth-client secrets by client id
@@ -62,6 +68,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 	cfg = &own
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{cfg: cfg, log: log, now: time.Now, replay: newReplayCache(), cancel: cancel}
+	s.logout, _ = cfg.logoutPolicy() // Validate checked it
 	ok := false
 	defer func() {
 		if !ok {
@@ -91,6 +98,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 			return nil, err
 		}
 		s.keys = keys
+	}
+	if cfg.ClientCA != "" && len(cfg.ClientCertNames) == 0 {
+		log.Warn("any client certificate --client-ca signs authenticates a caller: name the callers with --client-cert-name")
 	}
 	var tlsCfg *tls.Config
 	if cfg.TLSCert != "" {
@@ -252,6 +262,7 @@ func (s *Server) closeAll() {
 		s.nc.Close()
 	}
 	s.cancel()
+	s.bg.Wait()
 }
 
 // Handler is the API: the three endpoints, each behind its authentication.
@@ -299,17 +310,41 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 // authenticated reports whether the caller proved itself with a verified client
-// certificate (mTLS) or the bearer token.
+// certificate (mTLS) that --client-cert-name allows, or the bearer token.
 func (s *Server) authenticated(r *http.Request) (ok bool, presented bool) {
 	if s.cfg.ClientCA != "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return true, true
+		if s.certAllowed(r.TLS.VerifiedChains[0][0]) {
+			return true, true
+		}
+		presented = true
 	}
 	auth := r.Header.Get("Authorization")
 	scheme, tok, found := strings.Cut(auth, " ")
 	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return false, auth != ""
+		return false, presented || auth != ""
 	}
 	return s.bearer.matches(strings.TrimSpace(tok)), true
+}
+
+// certAllowed reports whether a verified client certificate names one of
+// --client-cert-name (any does without the flag): its subject CN, or a DNS, URI
+// (SPIFFE ID) or email SAN. A CA often signs more than the ingest's callers (a mesh
+// CA signs every workload); the names keep the others out.
+func (s *Server) certAllowed(c *x509.Certificate) bool {
+	names := s.cfg.ClientCertNames
+	if len(names) == 0 {
+		return true
+	}
+	if c.Subject.CommonName != "" && slices.Contains(names, c.Subject.CommonName) {
+		return true
+	}
+	for _, u := range c.URIs {
+		if slices.Contains(names, u.String()) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(c.DNSNames, func(n string) bool { return slices.Contains(names, n) }) ||
+		slices.ContainsFunc(c.EmailAddresses, func(n string) bool { return slices.Contains(names, n) })
 }
 
 // requireCaller refuses unauthenticated callers with 401 (RFC 6750 section 3).
@@ -356,13 +391,34 @@ func bodyError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusBadRequest, "invalid_request", "cannot read the body: "+err.Error())
 }
 
-// unavailable answers a publish that got no ack: 503, retry later.
-func (s *Server) unavailable(w http.ResponseWriter, endpoint string, err error) {
+// publishFailed answers a publish that got no ack, as publishFailure says.
+func (s *Server) publishFailed(w http.ResponseWriter, endpoint string, err error) {
 	s.metrics.publishErrors.WithLabelValues(endpoint).Inc()
 	s.log.Warn("publish failed", "endpoint", endpoint, "err", err)
-	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable",
-		"the revocation was not acknowledged by the stream; retry (a retry is never doubled)")
+	code, apiErr := publishFailure(err)
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, code, apiErr)
+}
+
+// publishFailure is the answer to a publish that got no ack. 503 (retry; a retry is
+// never doubled) when a retry may succeed: no ack, or a refusal the stream itself
+// marks temporary (full, no leader). A refusal a retry cannot change is not 503, so
+// that no IdP retries it for ever: 413 for an event larger than the stream takes (the
+// request's fault), 500 for the rest (the set-up's: another stream on the subject).
+func publishFailure(err error) (int, apiError) {
+	var api *jetstream.APIError
+	if !errors.Is(err, publish.ErrRefused) || !errors.As(err, &api) || api.Code == http.StatusServiceUnavailable {
+		return http.StatusServiceUnavailable, apiError{"temporarily_unavailable",
+			"the revocation was not acknowledged by the stream; retry (a retry is never doubled)"}
+	}
+	if api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
+		return http.StatusRequestEntityTooLarge, apiError{"too_large",
+			"the stream refuses an event this large (its max_msg_size): sending it again cannot succeed"}
+	}
+	return http.StatusInternalServerError, apiError{"server_error",
+		fmt.Sprintf("the stream refused the revocation (%s): retrying cannot succeed until the operator fixes the set-up", api.Description)}
 }
 
 // hashID is what the logs show of a jti: a short SHA-256 prefix.

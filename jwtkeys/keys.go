@@ -407,3 +407,14 @@ func watchFile(ctx context.Context, st *keyStore, path string, last []byte, ever
 		log.Info("jwks file reloaded", "keys", len(keys))
 	}
 }
+
+// HasKID reports whether a key with kid is held now. It never fetches: a caller that
+// must not wait on a key refresh (an endpoint any anonymous caller may reach) asks it
+// before Keyfunc, which fetches the JWKS again on an unknown kid.
+func (k *Keys) HasKID(ctx context.Context, kid string) bool {
+	if k.storage == nil {
+		return false
+	}
+	all, err := k.storage.KeyReadAll(ctx)
+	return err == nil && slices.ContainsFunc(all, func(j jwkset.JWK) bool { return j.Marshal().KID == kid })
+}
