@@ -18,8 +18,10 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
@@ -35,6 +37,9 @@ import (
 const helmVersion = "v3.22.0"
 
 const chartDir = "revoked"
+
+// defaultKubeVersion is the cluster version the chart is rendered for.
+const defaultKubeVersion = "1.31.0"
 
 var helmOnce = sync.OnceValues(func() (string, error) {
 	if h := os.Getenv("HELM"); h != "" {
@@ -68,6 +73,11 @@ func helm(t *testing.T, args ...string) (string, error) {
 	if err != nil {
 		t.Fatalf("no helm: %v", err)
 	}
+	// Offline, helm assumes Kubernetes 1.20, below the chart's kubeVersion: render for a
+	// cluster with native sidecars unless the test names another version.
+	if len(args) > 0 && (args[0] == "template" || args[0] == "lint") && !slices.Contains(args, "--kube-version") {
+		args = append(args, "--kube-version", defaultKubeVersion)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(h, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -81,6 +91,7 @@ func helm(t *testing.T, args ...string) (string, error) {
 // it must render.
 type valueSet struct {
 	file  string
+	sets  []string       // --set values after the file
 	kinds map[string]int // rendered objects of each kind
 	// Only with an example: how Envoy calls revoked.
 	example *exampleWant
@@ -96,12 +107,15 @@ type exampleWant struct {
 }
 
 var valueSets = map[string]valueSet{
+	// The defaults, with the one choice the chart refuses to make for the user.
 	"default": {
+		sets:  []string{"sidecar.allowAnyAudience=true"},
 		kinds: map[string]int{"Job": 1, "Pod": 1},
 	},
 	"ingest": {
-		file:  "ci/ingest-values.yaml",
-		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "ServiceAccount": 1},
+		file: "ci/ingest-values.yaml",
+		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 2, "PodDisruptionBudget": 1, "ServiceAccount": 1,
+			"Ingress": 1, "HorizontalPodAutoscaler": 1, "NetworkPolicy": 3},
 	},
 	"example-unix": {
 		file:    "ci/example-unix-values.yaml",
@@ -110,15 +124,15 @@ var valueSets = map[string]valueSet{
 	},
 	"example-http": {
 		file:    "ci/example-http-values.yaml",
-		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 2, "ConfigMap": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1},
-		example: &exampleWant{grpc: false, adminPort: 9293},
+		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 3, "ConfigMap": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1},
+		example: &exampleWant{grpc: false, native: true, adminPort: 9293},
 	},
 	// The operator's pack, all of it on; TestTemplate checks it with checkMonitoring.
 	"monitoring": {
 		file: "ci/monitoring-values.yaml",
-		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 2, "ConfigMap": 2, "ServiceAccount": 1,
+		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 3, "ConfigMap": 2, "ServiceAccount": 1,
 			"PodDisruptionBudget": 1, "PrometheusRule": 1, "PodMonitor": 1, "ServiceMonitor": 1},
-		example:    &exampleWant{grpc: true, adminPort: 9193},
+		example:    &exampleWant{grpc: true, native: true, adminPort: 9193},
 		monitoring: true,
 	},
 }
@@ -145,10 +159,14 @@ func TestValueSetsCoverCI(t *testing.T) {
 }
 
 func valueArgs(vs valueSet) []string {
-	if vs.file == "" {
-		return nil
+	var args []string
+	if vs.file != "" {
+		args = append(args, "-f", filepath.Join(chartDir, vs.file))
 	}
-	return []string{"-f", filepath.Join(chartDir, vs.file)}
+	for _, s := range vs.sets {
+		args = append(args, "--set", s)
+	}
+	return args
 }
 
 func TestLint(t *testing.T) {
@@ -172,6 +190,10 @@ type manifests struct {
 	pdbs        []policyv1.PodDisruptionBudget
 	sas         []corev1.ServiceAccount
 	pods        []corev1.Pod
+	netpols     []networkingv1.NetworkPolicy
+	ingresses   []networkingv1.Ingress
+	hpas        []autoscalingv2.HorizontalPodAutoscaler
+	httpRoutes  []httpRoute
 	pack        pack // the Prometheus Operator's resources (monitoring_test.go)
 	kinds       map[string]int
 }
@@ -220,6 +242,14 @@ func decodeAll(t *testing.T, out string) *manifests {
 			m.sas = append(m.sas, strict[corev1.ServiceAccount](doc, &err))
 		case "v1 Pod":
 			m.pods = append(m.pods, strict[corev1.Pod](doc, &err))
+		case "networking.k8s.io/v1 NetworkPolicy":
+			m.netpols = append(m.netpols, strict[networkingv1.NetworkPolicy](doc, &err))
+		case "networking.k8s.io/v1 Ingress":
+			m.ingresses = append(m.ingresses, strict[networkingv1.Ingress](doc, &err))
+		case "autoscaling/v2 HorizontalPodAutoscaler":
+			m.hpas = append(m.hpas, strict[autoscalingv2.HorizontalPodAutoscaler](doc, &err))
+		case "gateway.networking.k8s.io/v1 HTTPRoute":
+			m.httpRoutes = append(m.httpRoutes, strict[httpRoute](doc, &err))
 		case "monitoring.coreos.com/v1 PrometheusRule", "monitoring.coreos.com/v1 PodMonitor", "monitoring.coreos.com/v1 ServiceMonitor":
 			err = m.pack.decode(meta.Kind, doc)
 		default:
@@ -258,7 +288,7 @@ func TestTemplate(t *testing.T) {
 			checkStreamInit(t, m)
 			checkSnapshot(t, m)
 			checkTestPod(t, m)
-			if m.kinds["PodDisruptionBudget"] > 0 || vs.file == "ci/ingest-values.yaml" {
+			if m.kinds["PodDisruptionBudget"] > 0 || strings.Contains(vs.file, "ingest") {
 				checkIngest(t, m)
 			}
 			if vs.example != nil {
@@ -618,15 +648,49 @@ func checkIngest(t *testing.T, m *manifests) {
 	if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Error("ingest has no memory request and limit")
 	}
-	if len(m.pdbs) != 1 {
-		t.Fatalf("%d PodDisruptionBudgets, want 1", len(m.pdbs))
+	// Replicas: the Deployment's, or the HPA's floor.
+	replicas := int32(1)
+	if dep.Spec.Replicas != nil {
+		replicas = *dep.Spec.Replicas
 	}
-	sel := labels.SelectorFromSet(m.pdbs[0].Spec.Selector.MatchLabels)
-	if !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
-		t.Error("the PodDisruptionBudget does not select the ingest pods")
+	for _, h := range m.hpas {
+		if h.Spec.ScaleTargetRef.Name != dep.Name {
+			t.Errorf("HPA %s scales %s, not the ingest Deployment", h.Name, h.Spec.ScaleTargetRef.Name)
+			continue
+		}
+		if dep.Spec.Replicas != nil {
+			t.Error("the Deployment sets replicas while an HPA scales it: every upgrade resets the count")
+		}
+		replicas = *h.Spec.MinReplicas
 	}
-	if m.pdbs[0].Spec.MinAvailable == nil || m.pdbs[0].Spec.MinAvailable.IntValue() >= int(*dep.Spec.Replicas) {
-		t.Errorf("minAvailable %v with %d replicas blocks every eviction", m.pdbs[0].Spec.MinAvailable, *dep.Spec.Replicas)
+	// A PodDisruptionBudget only with more than one replica: with one it blocks every drain.
+	if replicas < 2 {
+		if len(m.pdbs) != 0 {
+			t.Errorf("a PodDisruptionBudget with %d replica", replicas)
+		}
+	} else {
+		if len(m.pdbs) != 1 {
+			t.Fatalf("%d PodDisruptionBudgets, want 1", len(m.pdbs))
+		}
+		sel := labels.SelectorFromSet(m.pdbs[0].Spec.Selector.MatchLabels)
+		if !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
+			t.Error("the PodDisruptionBudget does not select the ingest pods")
+		}
+		if m.pdbs[0].Spec.MinAvailable == nil || m.pdbs[0].Spec.MinAvailable.IntValue() >= int(replicas) {
+			t.Errorf("minAvailable %v with %d replicas blocks every eviction", m.pdbs[0].Spec.MinAvailable, replicas)
+		}
+	}
+	checkShutdown(t, "ingest", dep.Spec.Template.Spec, c)
+	// The API Service never carries the admin port (/metrics).
+	for _, s := range m.services {
+		if !strings.HasSuffix(s.Name, "-ingest") {
+			continue
+		}
+		for _, sp := range s.Spec.Ports {
+			if sp.TargetPort.StrVal != "api" {
+				t.Errorf("the ingest API Service %s exposes port %s", s.Name, sp.TargetPort.StrVal)
+			}
+		}
 	}
 }
 
@@ -677,6 +741,11 @@ func checkStreamInit(t *testing.T, m *manifests) {
 		if f[k] == "" {
 			t.Errorf("stream-init without --%s", k)
 		}
+	}
+	// Helm waits for a hook at most --timeout (5m by default): the Job must give up first,
+	// retries included, or helm install fails while the Job still runs.
+	if d := j.Spec.ActiveDeadlineSeconds; d == nil || *d >= 300 {
+		t.Errorf("stream-init activeDeadlineSeconds %v: not inside Helm's 5m hook timeout", d)
 	}
 }
 
@@ -754,22 +823,24 @@ func checkSnapshot(t *testing.T, m *manifests) {
 		}
 		return secret, configMap
 	}
-	jobCreds, _ := secretAt(job, c, jf["nats-creds"])
+	jobCreds := natsSecrets(job, c)
 	signingKey, _ := secretAt(job, c, jf["signing-key"])
-	if jobCreds == "" || signingKey == "" {
-		t.Fatalf("snapshot job: --nats-creds %q from Secret %q, --signing-key %q from Secret %q: want both mounted from Secrets",
-			jf["nats-creds"], jobCreds, jf["signing-key"], signingKey)
+	if len(jobCreds) == 0 || signingKey == "" {
+		t.Fatalf("snapshot job: NATS identity from Secrets %v, --signing-key %q from Secret %q: want both from Secrets",
+			jobCreds, jf["signing-key"], signingKey)
 	}
 	for _, r := range readers {
 		f := flags(r.c)
 		if f["snapshot-bucket"] != bucket {
 			t.Errorf("%s reads bucket %q, the CronJob writes %q", r.where, f["snapshot-bucket"], bucket)
 		}
-		if creds, _ := secretAt(r.spec, r.c, f["nats-creds"]); creds == jobCreds {
-			t.Errorf("%s uses the snapshot job's NATS credentials (%s)", r.where, creds)
+		for creds := range natsSecrets(r.spec, r.c) {
+			if jobCreds[creds] {
+				t.Errorf("%s uses the snapshot job's NATS credentials (%s)", r.where, creds)
+			}
 		}
 		for _, v := range r.spec.Volumes {
-			if v.Secret != nil && (v.Secret.SecretName == jobCreds || v.Secret.SecretName == signingKey) {
+			if v.Secret != nil && (jobCreds[v.Secret.SecretName] || v.Secret.SecretName == signingKey) {
 				t.Errorf("%s: the pod mounts Secret %s of the snapshot job", r.where, v.Secret.SecretName)
 			}
 		}
@@ -841,7 +912,7 @@ func checkTestPod(t *testing.T, m *manifests) {
 // listens where the contract (config package) and envoy/sidecar*.yaml say.
 func TestDefaultsMatchContract(t *testing.T) {
 	out, err := helm(t, "template", "rel", chartDir, "--namespace", "ns", "--set", "example.enabled=true",
-		"--set", "sidecar.jwks.url=https://idp.example.com/jwks.json")
+		"--set", "sidecar.jwks.url=https://idp.example.com/jwks.json", "--set", "sidecar.audiences={api://shop}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -850,7 +921,7 @@ func TestDefaultsMatchContract(t *testing.T) {
 		checkPod(t, p.name, p.spec)
 	}
 	// The example's Envoy calls the sidecar over gRPC on TCP loopback.
-	checkExample(t, m, exampleWant{grpc: true, adminPort: 9193})
+	checkExample(t, m, exampleWant{grpc: true, native: true, adminPort: 9193})
 	var dep appsv1.Deployment
 	for _, d := range m.deployments {
 		if strings.HasSuffix(d.Name, "-example") {
@@ -899,7 +970,7 @@ func TestSchemaRejects(t *testing.T) {
 		"unknown top-level key":   {"replicas=2", "additional properties 'replicas' not allowed"},
 		"unknown nested key":      {"nats.tls.cert=x", "at '/nats/tls': additional properties 'cert' not allowed"},
 		"enum":                    {"sidecar.transport=udp", "at '/sidecar/transport'"},
-		"duration":                {"sidecar.maxTokenLifetime=1day", "at '/sidecar/maxTokenLifetime'"},
+		"duration":                {"revocationWindow=1day", "at '/revocationWindow'"},
 		"port out of range":       {"sidecar.ports.admin=70000", "at '/sidecar/ports/admin'"},
 		"stream replicas":         {"streamInit.replicas=2", "at '/streamInit/replicas'"},
 		"NATS URL without scheme": {"nats.url=nats.example.com:4222", "at '/nats/url'"},
@@ -932,14 +1003,13 @@ func TestTemplateFailures(t *testing.T) {
 		sets []string
 		want string
 	}{
-		"ingest without caller authentication": {[]string{"ingest.enabled=true"}, "needs caller authentication"},
-		"mutual TLS without TLS":               {[]string{"ingest.enabled=true", "ingest.auth.clientCASecret.name=ca"}, "needs ingest.tls.secretName"},
-		"two JWKS sources":                     {[]string{"sidecar.jwks.url=https://idp/jwks", "sidecar.jwks.configMap.name=jwks"}, "exclude each other"},
-		"HTTP example with HTTP off":           {[]string{"example.enabled=true", "example.authzMode=http", "sidecar.ports.http=0", "sidecar.jwks.url=https://idp/jwks"}, "needs sidecar.ports.http"},
-		"snapshots without the job's credentials": {append(snapshotSets("snapshot.credentialsSecret.name="), "nats.credentialsSecret.name=app-nats"),
-			"needs snapshot.credentialsSecret.name"},
-		"snapshots with the sidecars' credentials": {append(snapshotSets("snapshot.credentialsSecret.name=app-nats"), "nats.credentialsSecret.name=app-nats"),
-			"must not be nats.credentialsSecret"},
+		"ingest without caller authentication": {[]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true"}, "needs caller authentication"},
+		"mutual TLS without TLS":               {[]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", "ingest.auth.clientCASecret.name=ca"}, "needs ingest.tls.secretName"},
+		"two JWKS sources":                     {[]string{"sidecar.allowAnyAudience=true", "sidecar.jwks.url=https://idp/jwks", "sidecar.jwks.configMap.name=jwks"}, "exclude each other"},
+		"HTTP example with HTTP off": {[]string{"sidecar.allowAnyAudience=true", "example.enabled=true", "example.authzMode=http", "sidecar.ports.http=0", "sidecar.jwks.url=https://idp/jwks"},
+			"needs sidecar.ports.http"},
+		"snapshots without the job's credentials": {append(snapshotSets("nats.auth.snapshot.type=none"), "nats.auth.snapshot.secretName="),
+			"needs nats.auth.snapshot"},
 		"snapshots without a signing key": {snapshotSets("snapshot.signingKeySecret.name="), "needs snapshot.signingKeySecret.name"},
 		"snapshots without a public key":  {snapshotSets("snapshot.publicKey.configMap.name="), "needs snapshot.publicKey.pem or snapshot.publicKey.configMap.name"},
 		"two public key sources":          {snapshotSets("snapshot.publicKey.pem=x"), "exclude each other"},
@@ -960,8 +1030,8 @@ func TestTemplateFailures(t *testing.T) {
 
 // snapshotSets are --set values that enable snapshots completely, with override last.
 func snapshotSets(override string) []string {
-	return []string{"sidecar.jwks.url=https://idp/jwks", "snapshot.enabled=true",
-		"snapshot.credentialsSecret.name=snap-nats", "snapshot.signingKeySecret.name=snap-key",
+	return []string{"sidecar.jwks.url=https://idp/jwks", "sidecar.allowAnyAudience=true", "snapshot.enabled=true",
+		"nats.auth.snapshot.type=creds", "nats.auth.snapshot.secretName=snap-nats", "snapshot.signingKeySecret.name=snap-key",
 		"snapshot.publicKey.configMap.name=snap-pub", override}
 }
 
@@ -972,7 +1042,9 @@ func TestSnapshotPublicKeyConfigMap(t *testing.T) {
 	for _, s := range snapshotSets("snapshot.publicKey.configMap.key=pub.pem") {
 		args = append(args, "--set", s)
 	}
-	m := render(t, append(args, "--set", "example.enabled=true", "--set", "nats.credentialsSecret.name=app-nats")...)
+	m := render(t, append(args, "--set", "example.enabled=true", "--set", "nats.auth.sidecar.type=creds",
+		"--set", "nats.auth.sidecar.secretName=app-nats", "--set", "nats.auth.streamAdmin.type=creds",
+		"--set", "nats.auth.streamAdmin.secretName=admin-nats")...)
 	checkSnapshot(t, m)
 	for _, cm := range m.configMaps {
 		if strings.Contains(cm.Name, "snapshot") {
@@ -999,102 +1071,6 @@ func TestSnapshotPublicKeyConfigMap(t *testing.T) {
 	}
 	if sidecars != 2 {
 		t.Errorf("%d pods with a sidecar, want the example and the test pod", sidecars)
-	}
-}
-
-// TestSubchartNamedTemplate renders a parent chart that depends on revoked and adds the
-// sidecar to its own Deployment through .Subcharts.revoked, as the README tells users to.
-func TestSubchartNamedTemplate(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.CopyFS(filepath.Join(dir, "charts", "revoked"), os.DirFS(chartDir)); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{
-		"Chart.yaml": "apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n  - name: revoked\n    version: 0.1.0\n",
-		"values.yaml": `revoked:
-  sidecar:
-    transport: unix
-    jwks:
-      configMap:
-        name: idp-jwks
-  nats:
-    credentialsSecret:
-      name: shop-nats
-`,
-		"templates/deployment.yaml": `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: shop
-spec:
-  selector:
-    matchLabels: {app: shop}
-  template:
-    metadata:
-      labels: {app: shop}
-    spec:
-      automountServiceAccountToken: false
-      securityContext:
-        runAsNonRoot: true
-        runAsUser: 65532
-      containers:
-        - name: shop
-          image: shop:1
-          securityContext:
-            readOnlyRootFilesystem: true
-            allowPrivilegeEscalation: false
-            capabilities: {drop: ["ALL"]}
-        - name: envoy
-          image: envoyproxy/envoy:v1.36-latest
-          securityContext:
-            readOnlyRootFilesystem: true
-            allowPrivilegeEscalation: false
-            capabilities: {drop: ["ALL"]}
-          volumeMounts:
-            {{- include "revoked.socketVolumeMount" .Subcharts.revoked | nindent 12 }}
-        {{- include "revoked.sidecar" .Subcharts.revoked | nindent 8 }}
-      volumes:
-        {{- include "revoked.sidecarVolumes" .Subcharts.revoked | nindent 8 }}
-`,
-	}
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err := helm(t, "template", "shop", dir, "--namespace", "ns")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := decodeAll(t, out)
-	var shop *appsv1.Deployment
-	for i := range m.deployments {
-		if m.deployments[i].Name == "shop" {
-			shop = &m.deployments[i]
-		}
-	}
-	if shop == nil {
-		t.Fatal("no shop Deployment")
-	}
-	spec := shop.Spec.Template.Spec
-	checkPod(t, "shop", spec)
-	rc, _ := revokedContainer(t, "shop", spec)
-	checkSidecar(t, "shop revoked", rc)
-	f := flags(rc)
-	if f["grpc-addr"] != "unix://"+envoy.SocketPath {
-		t.Errorf("--grpc-addr %s, want the parent's unix transport", f["grpc-addr"])
-	}
-	if f["nats-creds"] == "" || f["jwks-file"] == "" {
-		t.Errorf("the parent's values did not reach the sidecar: %v", rc.Args)
-	}
-	if rc.Image != "ghcr.io/revoked-dev/revoked:0.1.0" {
-		t.Errorf("image %s, want the revoked chart's appVersion", rc.Image)
-	}
-	if len(m.pods) != 1 || len(m.jobs) != 1 {
-		t.Errorf("the subchart's test pod and stream-init Job: %d, %d", len(m.pods), len(m.jobs))
 	}
 }
 

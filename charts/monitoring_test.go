@@ -631,8 +631,8 @@ func checkMonitoring(t *testing.T, m *manifests, p *pack) {
 			t.Error("the ServiceMonitor scrapes the API port")
 		}
 	}
-	if len(selected) != 1 || !strings.HasSuffix(selected[0], "-ingest") {
-		t.Errorf("the ServiceMonitor selects Services %v, want the ingest Service", selected)
+	if len(selected) != 1 || !strings.HasSuffix(selected[0], "-ingest-admin") {
+		t.Errorf("the ServiceMonitor selects Services %v, want the ingest admin Service", selected)
 	}
 }
 
@@ -650,7 +650,7 @@ func checkScrapeEndpoint(t *testing.T, where string, ep scrapeEndpoint) {
 
 // TestMonitoringOff renders the defaults: none of the pack.
 func TestMonitoringOff(t *testing.T) {
-	m, p := renderPack(t)
+	m, p := renderPack(t, "--set", "sidecar.allowAnyAudience=true")
 	if len(p.rules)+len(p.podMonitors)+len(p.serviceMonitors) > 0 {
 		t.Errorf("rendered by default: %v", m.kinds)
 	}
@@ -665,6 +665,7 @@ func TestMonitoringOff(t *testing.T) {
 // namespaces, the dashboard's label and folder, and alerts turned off one by one.
 func TestMonitoringValues(t *testing.T) {
 	sets := []string{
+		"sidecar.allowAnyAudience=true",
 		"monitoring.prometheusRule.enabled=true", "monitoring.dashboard.enabled=true", "monitoring.podMonitor.enabled=true",
 		"monitoring.serviceMonitor.enabled=true",
 		"monitoring.prometheusRule.namespace=monitoring", "monitoring.dashboard.namespace=grafana",
