@@ -52,7 +52,7 @@ func TestRunFlags(t *testing.T) {
 	if code := Run(context.Background(), []string{"--help"}, &out, &errb); code != 0 || errb.Len() != 0 {
 		t.Fatalf("--help exit %d, stderr %q", code, errb.String())
 	}
-	for _, s := range []string{"Usage: revoked ingest", "/v1/revocations", "-bearer-token-file", "-logout-audience", "-oauth-client", "-nats-url", "-max-body", "-leeway", "-jwks-url", "-log-level", "REVOKED_"} {
+	for _, s := range []string{"Usage: revoked ingest", "/v1/revocations", "-bearer-token-file", "-logout-audience", "-oauth-client", "-oauth-privileged-client", "-client-cert-name", "-logout-cutoff", "-logout-allow-missing-exp", "-nats-url", "-max-body", "-leeway", "-jwks-url", "-log-level", "REVOKED_"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("help lacks %q", s)
 		}
@@ -61,17 +61,22 @@ func TestRunFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		"anonymous":          {nil, "no way to authenticate callers"},
-		"client-ca alone":    {[]string{"--client-ca", "ca.pem"}, "--client-ca needs --tls-cert"},
-		"half TLS":           {[]string{"--bearer-token-file", "f", "--tls-cert", "c"}, "go together"},
-		"logout without key": {[]string{"--bearer-token-file", "f", "--logout-audience", "rp"}, "needs --jwks-file"},
-		"bad oauth client":   {[]string{"--bearer-token-file", "f", "--jwks-file", "j", "--oauth-client", "nofile"}, "id:secret-file"},
-		"both key sources":   {[]string{"--bearer-token-file", "f", "--jwks-file", "j", "--jwks-url", "u"}, "exclude each other"},
-		"huge leeway":        {[]string{"--bearer-token-file", "f", "--leeway", "1h"}, "--leeway must be between"},
-		"unknown flag":       {[]string{"--colour"}, "flag provided but not defined"},
-		"bad size":           {[]string{"--max-body", "lots"}, "size"},
-		"argument":           {[]string{"--bearer-token-file", "f", "serve"}, "unexpected argument"},
-		"bad log level":      {[]string{"--bearer-token-file", "f", "--log-level", "nope"}, `--log-level must be debug, info, warn or error, not "nope"`},
+		"anonymous":           {nil, "no way to authenticate callers"},
+		"client-ca alone":     {[]string{"--client-ca", "ca.pem"}, "--client-ca needs --tls-cert"},
+		"half TLS":            {[]string{"--bearer-token-file", "f", "--tls-cert", "c"}, "go together"},
+		"logout without key":  {[]string{"--bearer-token-file", "f", "--logout-audience", "rp"}, "needs --jwks-file"},
+		"bad oauth client":    {[]string{"--bearer-token-file", "f", "--jwks-file", "j", "--oauth-client", "nofile"}, "id:secret-file"},
+		"both key sources":    {[]string{"--bearer-token-file", "f", "--jwks-file", "j", "--jwks-url", "u"}, "exclude each other"},
+		"huge leeway":         {[]string{"--bearer-token-file", "f", "--leeway", "1h"}, "--leeway must be between"},
+		"unknown flag":        {[]string{"--colour"}, "flag provided but not defined"},
+		"bad size":            {[]string{"--max-body", "lots"}, "size"},
+		"argument":            {[]string{"--bearer-token-file", "f", "serve"}, "unexpected argument"},
+		"bad log level":       {[]string{"--bearer-token-file", "f", "--log-level", "nope"}, `--log-level must be debug, info, warn or error, not "nope"`},
+		"bad logout mode":     {[]string{"--bearer-token-file", "f", "--logout-cutoff", "everyone"}, "sid, client or user"},
+		"logout window":       {[]string{"--bearer-token-file", "f", "--logout-max-age", "5m"}, "duplicate window"},
+		"privileged stranger": {[]string{"--bearer-token-file", "f", "--oauth-privileged-client", "admin"}, "not an --oauth-client"},
+		"cert names alone":    {[]string{"--bearer-token-file", "f", "--client-cert-name", "idp"}, "needs --client-ca"},
+		"no-exp stranger":     {[]string{"--bearer-token-file", "f", "--issuer", "https://a", "--logout-allow-missing-exp", "https://b"}, "not an --issuer"},
 	}
 	for name, tc := range tests {
 		var out, errb bytes.Buffer
@@ -101,8 +106,12 @@ func TestParseSettings(t *testing.T) {
 		t.Fatalf("settings %+v", s)
 	}
 	os.Unsetenv("REVOKED_LEEWAY")
-	if s, err = ParseSettings([]string{"--bearer-token-file", "f"}); err != nil || s.Leeway != flags.DefaultLeeway || s.Listen != ingest.DefaultListen || s.AdminAddr != ingest.DefaultAdminAddr {
+	if s, err = ParseSettings([]string{"--bearer-token-file", "f"}); err != nil || s.Leeway != flags.DefaultLeeway || s.Listen != ingest.DefaultListen || s.AdminAddr != ingest.DefaultAdminAddr || s.LogoutMaxAge != ingest.DefaultLogoutMaxAge {
 		t.Fatalf("defaults %+v, %v", s, err)
+	}
+	t.Setenv("REVOKED_LOGOUT_CUTOFF", "https://c=client,user")
+	if s, err = ParseSettings([]string{"--bearer-token-file", "f", "--issuer", "https://c"}); err != nil || strings.Join(s.LogoutCutoffs, " ") != "https://c=client user" {
+		t.Fatalf("REVOKED_LOGOUT_CUTOFF: %v, %v", s.LogoutCutoffs, err)
 	}
 	t.Setenv("REVOKED_LOG_LEVEL", "nope")
 	if _, err := ParseSettings([]string{"--bearer-token-file", "f"}); err == nil || !strings.Contains(err.Error(), "--log-level") {

@@ -29,10 +29,14 @@ func (s *Settings) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "certificate `file`: serve the API over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key `file` of --tls-cert")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle `file`: a client certificate it signs authenticates the caller (mTLS; needs --tls-cert)")
+	fs.Var(&c.ClientCertNames, "client-cert-name", "`NAME` a client certificate must carry (subject CN, or a DNS, URI or email SAN) to authenticate (repeatable); none: any --client-ca signs")
 	c.Keys.RegisterFlags(fs)
 	fs.Var(&c.LogoutAudiences, "logout-audience", "`CLIENT_ID` that a logout token's aud must contain (repeatable); /backchannel-logout needs one")
 	fs.Var(&c.OAuthClients, "oauth-client", "`id:secret-file` of a client allowed to call /oauth2/revoke with client_secret_basic (repeatable); none: the bearer token or mTLS")
-	fs.DurationVar(&c.LogoutMaxAge, "logout-max-age", 5*time.Minute, "oldest iat accepted on a logout token")
+	fs.Var(&c.OAuthPrivileged, "oauth-privileged-client", "`id` of an --oauth-client that may revoke any client's tokens (repeatable); the others revoke only tokens issued to them")
+	fs.DurationVar(&c.LogoutMaxAge, "logout-max-age", ingest.DefaultLogoutMaxAge, "oldest iat accepted on a logout token; with 2 × --leeway it must fit the stream's 2m duplicate window")
+	fs.Var(&c.LogoutCutoffs, "logout-cutoff", "what a logout revokes, `[ISSUER=]MODE` (repeatable): sid (the IdP's access tokens carry sid), client (the user's tokens at the logging-out client), user (the user's tokens at every client); default sid")
+	fs.Var(&c.LogoutNoExp, "logout-allow-missing-exp", "`ISSUER` whose logout tokens may lack exp (Ory Hydra's; the iat window bounds them) (repeatable)")
 	c.NATS.RegisterFlags(fs)
 	c.Events.RegisterFlags(fs)
 	fs.DurationVar(&c.AckTimeout, "ack-timeout", 2*time.Second, "how long one publish attempt waits for the stream's ack")
@@ -52,9 +56,10 @@ and /healthz, /readyz, /metrics on --admin-addr. Each request is answered once t
 has acknowledged its events; 503 means it was not, and a retry is never doubled.
 
 Callers authenticate with the bearer token (--bearer-token-file) or a client certificate
-(--client-ca); /oauth2/revoke with --oauth-client credentials when set; the IdP's signed
-logout token authenticates /backchannel-logout. --jwks-file or --jwks-url verifies the
-tokens revoked at /oauth2/revoke and the logout tokens.
+(--client-ca, --client-cert-name); /oauth2/revoke with --oauth-client credentials when
+set (a client revokes its own tokens only); the IdP's signed logout token authenticates
+/backchannel-logout, and --logout-cutoff says what a logout revokes. --jwks-file or
+--jwks-url verifies the tokens revoked at /oauth2/revoke and the logout tokens.
 
 Every flag can also be set as REVOKED_<FLAG> (--nats-url is REVOKED_NATS_URL).
 
