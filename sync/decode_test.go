@@ -26,7 +26,7 @@ func TestDecodeKnowsEveryEventField(t *testing.T) {
 		}
 		p := []byte(`{"` + name + `":` + value + `}`)
 		want, _ := event.Decode(p, nil)
-		got, ok := fastDecode(p)
+		got, ok := fastDecode(p, false)
 		if !ok || got != want {
 			t.Errorf("%s: fast path %+v (ok %v), event.Decode %+v", p, got, ok, want)
 		}

@@ -106,8 +106,8 @@ func BenchmarkDecode(b *testing.B) {
 	})
 }
 
-// FuzzDecodeEvent checks that the fast decoder always agrees with event.Decode: the
-// same event and the same error. (A correctness check kept beside the benchmark that
+// FuzzDecodeEvent checks that the fast decoder, copying or not, always agrees with
+// event.Decode: the same event and the same error. (A correctness check kept beside the benchmark that
 // motivated the fast path.)
 func FuzzDecodeEvent(f *testing.F) {
 	for _, s := range []string{
@@ -129,9 +129,11 @@ func FuzzDecodeEvent(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, p []byte) {
 		want, werr := event.Decode(p, nil)
-		got, gerr := decodeEvent(p, nil)
-		if want != got || (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
-			t.Fatalf("payload %q:\n fast %+v, %v\n json %+v, %v", p, got, gerr, want, werr)
+		for _, decode := range []func([]byte, []string) (event.Event, error){decodeEvent, decodeEventView} {
+			got, gerr := decode(p, nil)
+			if want != got || (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+				t.Fatalf("payload %q:\n fast %+v, %v\n json %+v, %v", p, got, gerr, want, werr)
+			}
 		}
 	})
 }

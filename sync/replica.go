@@ -503,7 +503,7 @@ func (r *Replica) follow(ctx context.Context, start uint64) {
 	f := &follower{progress: now, healthy: now}
 	epoch := r.epoch.Add(1)
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{r.opts.SubjectPrefix + ".>"},
+		FilterSubjects: consumerFilter(r.stream.CachedInfo().Config, r.opts.SubjectPrefix),
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		// Its own resets are bounded, so that a reset cannot block for ever (nor
 		// block Stop, which waits for it); check catches a consumer that gave up.
@@ -643,10 +643,13 @@ func (r *Replica) handle(msg jetstream.Msg, f *follower, epoch uint64) {
 	}
 	now := r.now()
 	live := r.ready.Load()
-	r.Apply(msg.Data(), seq, meta.Timestamp, now)
+	revocation := r.revocationSubject(msg.Subject())
+	if revocation {
+		r.Apply(msg.Data(), seq, meta.Timestamp, now)
+	} // else: another subject, which a consumer without filter delivers (consumerFilter)
 	f.handled.Add(1)
 	r.pending.Store(meta.NumPending)
-	if live {
+	if live && revocation {
 		r.propagation.Observe(max(now.Sub(meta.Timestamp), 0).Seconds())
 	}
 	// An ordered consumer delivers in order: never go back.
@@ -664,7 +667,7 @@ func (r *Replica) handle(msg jetstream.Msg, f *follower, epoch uint64) {
 // logged without its content, and skipped. stored is when the stream stored it (zero
 // if unknown); seq is for the log only.
 func (r *Replica) Apply(payload []byte, seq uint64, stored, now time.Time) {
-	ev, err := decodeEvent(payload, r.opts.CutoffClaims)
+	ev, err := decodeEventView(payload, r.opts.CutoffClaims)
 	if err != nil {
 		reason := event.Reason(err)
 		r.rejected.WithLabelValues(reason).Inc()
