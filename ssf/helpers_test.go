@@ -45,12 +45,24 @@ type env struct {
 	logs  *testsupport.LogBuffer
 	specs []*spec
 	ctx   context.Context
+	stop  func() // stops the poll workers and stream management, and waits for them
 }
 
 func newEnv(t *testing.T, specs ...*spec) *env {
 	t.Helper()
 	ns := testsupport.StartNATS(t)
-	e := &env{t: t, nats: ns, js: ns.CreateStream(stream.Settings{}), specs: specs}
+	return start(t, ns, ns.CreateStream(stream.Settings{}), specs)
+}
+
+// newEnvOnNATS is a second receiver on the stream of e: another replica.
+func newEnvOnNATS(t *testing.T, e *env, specs ...*spec) *env {
+	t.Helper()
+	return start(t, e.nats, e.js, specs)
+}
+
+func start(t *testing.T, ns *testsupport.NATS, streamJS jetstream.JetStream, specs []*spec) *env {
+	t.Helper()
+	e := &env{t: t, nats: ns, js: streamJS, specs: specs}
 	var handler atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		handler.Load().(http.Handler).ServeHTTP(w, r)
@@ -91,7 +103,8 @@ func newEnv(t *testing.T, specs ...*spec) *env {
 	}
 	handler.Store(e.rx.PushHandler())
 	e.rx.Start(ctx)
-	t.Cleanup(func() { cancel(); e.rx.Wait() })
+	e.stop = func() { cancel(); e.rx.Wait() }
+	t.Cleanup(e.stop)
 	testsupport.Until(t, 10*time.Second, "keys loaded", func() bool { return e.rx.Ready(ctx) == nil })
 	return e
 }

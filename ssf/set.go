@@ -156,11 +156,9 @@ func checkTyp(v any, legacy []string) error {
 // parseClaims reads a SET's payload and checks its shape: iss, iat and jti present, no
 // exp, exactly one event whose value is a JSON object. It is the fuzzed parser.
 func parseClaims(payload []byte) (*secEvent, error) {
-	var c setClaims
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(&c); err != nil {
-		return nil, setErr(CodeInvalidRequest, "the SET's claims do not decode: %.80s", err.Error())
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return nil, err
 	}
 	if c.Iss == nil || *c.Iss == "" {
 		return nil, setErr(CodeInvalidIssuer, "the SET has no iss")
@@ -186,6 +184,9 @@ func parseClaims(payload []byte) (*secEvent, error) {
 	}
 	ev := &secEvent{iss: *c.Iss, jti: *c.Jti, iat: iat, subID: c.SubID}
 	for typ, raw := range c.Events {
+		if typ == "" {
+			return nil, setErr(CodeInvalidRequest, "the SET's event type is empty")
+		}
 		ev.eventType = typ
 		if err := json.Unmarshal(raw, &ev.event); err != nil || ev.event == nil {
 			return nil, setErr(CodeInvalidRequest, "the SET's event is not a JSON object")
@@ -197,13 +198,37 @@ func parseClaims(payload []byte) (*secEvent, error) {
 	return ev, nil
 }
 
+// decodeClaims reads the claims by their exact names: encoding/json would also take
+// "EXP" or "Iss" for exp and iss, and a SET must not slip an exp past the check that way.
+func decodeClaims(payload []byte) (*setClaims, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+		return nil, setErr(CodeInvalidRequest, "the SET's claims are not a JSON object")
+	}
+	c := &setClaims{Aud: m["aud"], Exp: m["exp"], SubID: m["sub_id"]}
+	for name, dst := range map[string]any{"iss": &c.Iss, "iat": &c.Iat, "jti": &c.Jti, "events": &c.Events} {
+		raw, ok := m[name]
+		if !ok {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(dst); err != nil {
+			return nil, setErr(CodeInvalidRequest, "the SET's %s claim has the wrong type", name)
+		}
+	}
+	return c, nil
+}
+
 // checkClaims checks what depends on the transmitter and the clock: iss, aud, iat.
 func checkClaims(ev *secEvent, payload []byte, t *Transmitter, maxAge time.Duration, now time.Time) error {
 	if ev.iss != t.Issuer {
 		return setErr(CodeInvalidIssuer, "the SET's iss is not the transmitter's issuer")
 	}
-	var c setClaims
-	_ = json.Unmarshal(payload, &c) // parseClaims decoded it already
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return err
+	}
 	var auds []string
 	var one string
 	switch {

@@ -453,3 +453,6 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// KID is the kid of its signing key.
+func (t *Transmitter) KID() string { return t.kid }
