@@ -207,7 +207,7 @@ func buildCatalog(t *testing.T) (catalog, error) {
 	}
 	cfg := &ingest.Config{
 		Listen: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", BearerTokenFile: bearer,
-		LogoutMaxAge: 5 * time.Minute, AckTimeout: time.Second, Attempts: 1, MaxBody: ingest.DefaultMaxBody,
+		LogoutMaxAge: ingest.DefaultLogoutMaxAge, AckTimeout: time.Second, Attempts: 1, MaxBody: ingest.DefaultMaxBody,
 	}
 	cfg.Stream, cfg.SubjectPrefix = event.DefaultStream, event.DefaultSubjectPrefix
 	cfg.NATS.URL = ns.URL()
