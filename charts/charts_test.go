@@ -974,6 +974,17 @@ func TestSchemaRejects(t *testing.T) {
 		"port out of range":       {"sidecar.ports.admin=70000", "at '/sidecar/ports/admin'"},
 		"stream replicas":         {"streamInit.replicas=2", "at '/streamInit/replicas'"},
 		"NATS URL without scheme": {"nats.url=nats.example.com:4222", "at '/nats/url'"},
+		// Issue 13: safe values only.
+		"JWKS over plain HTTP":         {"sidecar.jwks.url=http://idp.example.com/jwks", "at '/sidecar/jwks/url'"},
+		"ingest JWKS over plain HTTP":  {"ingest.auth.jwksUrl=http://idp.example.com/jwks", "at '/ingest/auth/jwksUrl'"},
+		"a second window, sidecar":     {"sidecar.maxTokenLifetime=168h", "additional properties 'maxTokenLifetime' not allowed"},
+		"a second window, stream":      {"streamInit.maxTokenLifetime=24h", "additional properties 'maxTokenLifetime' not allowed"},
+		"the old shared credentials":   {"nats.credentialsSecret.name=x", "additional properties 'credentialsSecret' not allowed"},
+		"unknown NATS auth type":       {"nats.auth.ingest.type=jwt", "at '/nats/auth/ingest/type'"},
+		"schedule not cron":            {"snapshot.schedule=every hour", "at '/snapshot/schedule'"},
+		"GOMEMLIMIT at the hard limit": {"sidecar.gc.memoryLimitPercent=100", "at '/sidecar/gc/memoryLimitPercent'"},
+		"native neither auto nor bool": {"sidecar.native=always", "at '/sidecar/native'"},
+		"unknown pod setting":          {"streamInit.pod.hostNetwork=true", "at '/streamInit/pod': additional properties 'hostNetwork' not allowed"},
 		// The operator's pack: values Prometheus or the operator would refuse later.
 		"for in words":           {"monitoring.prometheusRule.alerts.stale.for=5 minutes", "at '/monitoring/prometheusRule/alerts/stale/for'"},
 		"Go duration":            {"monitoring.prometheusRule.alerts.propagationSlow.window=1m30.5s", "at '/monitoring/prometheusRule/alerts/propagationSlow/window'"},
