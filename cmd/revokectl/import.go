@@ -26,6 +26,7 @@ var importCmd = &command{
 FILE holds one contract event per line (the JSON an IdP publishes, CONTRACT section 2);
 - reads standard input. Blank lines are skipped. Every line is validated before it is
 sent; a bad line is rejected, reported with its number, and the import goes on.
+An event without source is published with "source":"revokectl".
 Events are published asynchronously, at most --max-in-flight awaiting their ack, and
 counted only once the stream has acknowledged them. An event without event_id gets a
 Nats-Msg-Id derived from its content, so importing the same file again within the
@@ -150,6 +151,9 @@ func importEvents(e *env, p *publish.Publisher, r io.Reader, allowed []string, i
 	res.readErr = readEvents(r, allowed, func(line int, ev event.Event, err error) bool {
 		res.lines = line
 		if err == nil {
+			if ev.Source == "" {
+				ev.Source = source // an event that names its own source keeps it
+			}
 			err = pl.Publish(line, ev)
 		}
 		switch {

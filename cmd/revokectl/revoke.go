@@ -35,8 +35,13 @@ func (r *revokeFlags) fill(ev *event.Event, now time.Time) error {
 	}
 	ev.Reason, ev.RevokedBy, ev.EventID = r.reason, r.by, r.eventID
 	ev.RevokedAt = now.Unix()
+	ev.Source = source
 	return nil
 }
+
+// source is the source (CONTRACT section 2) of every event revokectl publishes, the
+// imported ones that name none included.
+const source = "revokectl"
 
 // publishOne publishes ev and prints its sequence.
 func publishOne(e *env, c *conn, ev event.Event, what string) error {
@@ -175,17 +180,21 @@ Publishes a cutoff event on the %s claim: every sidecar denies the tokens whose 
 VALUE and whose iat is before --not-before (tokens without iat too). Tokens issued later
 are allowed again. TIME is RFC 3339, unix seconds, now, or +/-DURATION from now; the
 default is now, rounded up to the next second so that a token issued in this very
-second is revoked as well.
+second is revoked as well.%s
 
 Examples:
   revokectl revoke %s %s --reason %s
   revokectl revoke %s %s --not-before 2026-01-01T12:00:00Z --iss https://idp.example.com`,
-			claim, claim, kind, example, map[string]string{"sub": "password_change", "sid": "logout", "client": "compromised"}[kind], kind, example),
+			claim, claim, clientHelp(kind, claim, example), kind, example, map[string]string{"sub": "password_change", "sid": "logout", "client": "compromised"}[kind], kind, example),
 		nats: true,
 		setup: func(fs *flag.FlagSet) func(*env, *conn, []string) error {
 			var rf revokeFlags
 			rf.register(fs)
 			nb := fs.String("not-before", "", "revoke tokens issued before `TIME` (default now)")
+			clientID := new(string)
+			if claim != "client_id" { // a client's own tokens are revoke client's job
+				fs.StringVar(clientID, "client-id", "", "revoke only the tokens of the OAuth client `ID` (their client_id or azp); default every client's")
+			}
 			return func(e *env, c *conn, args []string) error {
 				if len(args) != 1 {
 					return usagef("want one %s value, got %d arguments", claim, len(args))
@@ -198,17 +207,35 @@ Examples:
 						return usagef("--not-before: %v", err)
 					}
 				}
-				ev := event.Event{Type: event.TypeCutoff, Claim: claim, Value: args[0], NotBefore: notBefore}
+				ev := event.Event{Type: event.TypeCutoff, Claim: claim, Value: args[0], NotBefore: notBefore, ClientID: *clientID}
 				if claim == "sub" {
 					ev.Sub = args[0]
 				}
 				if err := rf.fill(&ev, now); err != nil {
 					return err
 				}
-				return publishOne(e, c, ev, fmt.Sprintf("tokens with %s %q issued before %s", claim, ev.Value, fmtUnix(notBefore)))
+				what := fmt.Sprintf("tokens with %s %q issued before %s", claim, ev.Value, fmtUnix(notBefore))
+				if ev.ClientID != "" {
+					what = fmt.Sprintf("tokens of client %q with %s %q issued before %s", ev.ClientID, claim, ev.Value, fmtUnix(notBefore))
+				}
+				return publishOne(e, c, ev, what)
 			}
 		},
 	}
+}
+
+// clientHelp is the help text of --client-id, which every cutoff command but revoke
+// client takes.
+func clientHelp(kind, claim, example string) string {
+	if claim == "client_id" {
+		return ""
+	}
+	return fmt.Sprintf(`
+
+--client-id ID restricts the cutoff to the tokens of one OAuth client (their client_id
+or azp is ID): the tokens of other clients stay valid, as after a logout at one
+application whose access tokens carry no sid. Example:
+  revokectl revoke %s %s --client-id billing-app --reason logout`, kind, example)
 }
 
 var (

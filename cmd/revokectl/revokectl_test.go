@@ -253,8 +253,8 @@ func TestRevokeToken(t *testing.T) {
 	cli(t, tok2+"\n", "revoke", "token", "-", url).want(t, exitOK)
 	evs := stored(t, js)
 	want := []event.Event{
-		{Type: "jti", JTI: "tok-1", Exp: exp, Iss: "https://idp.example.com", Sub: "user-42", Reason: "logout"},
-		{Type: "jti", JTI: "tok-2", Exp: exp, Iss: "https://idp.example.com", Reason: "admin_revoke"},
+		{Type: "jti", JTI: "tok-1", Exp: exp, Iss: "https://idp.example.com", Sub: "user-42", Reason: "logout", Source: "revokectl"},
+		{Type: "jti", JTI: "tok-2", Exp: exp, Iss: "https://idp.example.com", Reason: "admin_revoke", Source: "revokectl"},
 	}
 	if len(evs) != 2 {
 		t.Fatalf("%d events", len(evs))
