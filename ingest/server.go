@@ -26,6 +26,7 @@ import (
 
 	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/publish"
+	"github.com/revoked-dev/revoked/ssf"
 )
 
 // Server is a running ingest API and its admin listener.
@@ -35,6 +36,7 @@ type Server struct {
 	nc      *nats.Conn
 	pub     *publish.Publisher
 	keys    *jwtkeys.Keys // nil: /oauth2/revoke and /backchannel-logout are off
+	ssf     *ssf.Receiver // nil: /ssf/events is off
 	metrics *metrics
 	replay  *replayCache
 	logout  logoutPolicy
@@ -51,6 +53,7 @@ type Server struct {
 	apiLn, adminLn net.Listener
 	cancel         context.CancelFunc
 	wg             sync.WaitGroup
+	draining       atomic.Bool // set by Drain: not ready, still serving
 }
 
 // Start connects to NATS (in the background: until it is connected /readyz says 503),
@@ -138,6 +141,9 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 	if s.metrics, err = newMetrics(reg, nc); err != nil {
 		return nil, err
 	}
+	if err := s.startSSF(ctx, reg); err != nil {
+		return nil, fmt.Errorf("--ssf-transmitters: %w", err)
+	}
 
 	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("--listen: %w", err)
@@ -216,13 +222,24 @@ func (s *Server) Addr() string { return s.apiLn.Addr().String() }
 // AdminAddr is the admin listener's address.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 
-// Ready reports whether NATS is connected and the keys, when configured, are loaded.
+// Drain starts a shutdown: /readyz answers 503 from now on while the API keeps
+// serving, so that load balancers stop sending requests before Close stops accepting.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Ready reports whether NATS is connected and the keys, when configured, are loaded,
+// and no shutdown has begun.
 func (s *Server) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
 	if !s.nc.IsConnected() {
 		return errors.New("nats not connected")
 	}
 	if s.keys != nil && !s.keys.Loaded(ctx) {
 		return errors.New("signing keys not loaded")
+	}
+	if s.ssf != nil {
+		return s.ssf.Ready(ctx)
 	}
 	return nil
 }
@@ -249,6 +266,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	s.closeAll()
+	if s.ssf != nil {
+		s.ssf.Wait() // the poll workers send the acknowledgements they hold
+	}
 	return errors.Join(errs...)
 }
 
@@ -271,6 +291,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/v1/revocations", s.endpoint("revocations", http.MethodPost, s.requireCaller(s.revocations)))
 	mux.Handle("/oauth2/revoke", s.endpoint("oauth2_revoke", http.MethodPost, s.oauthRevoke))
 	mux.Handle("/backchannel-logout", s.endpoint("backchannel_logout", http.MethodPost, s.backchannelLogout))
+	mux.Handle("/ssf/events", s.endpoint("ssf_events", http.MethodPost, s.ssfEvents))
 	mux.Handle("/", s.endpoint("other", "", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: POST /v1/revocations, /oauth2/revoke or /backchannel-logout")
 	}))

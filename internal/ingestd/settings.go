@@ -17,7 +17,8 @@ import (
 // environment variable REVOKED_<FLAG>.
 type Settings struct {
 	ingest.Config
-	Log flags.Logging // --log-level
+	Shutdown flags.Shutdown // --shutdown-delay, --shutdown-timeout
+	Log      flags.Logging  // --log-level
 }
 
 // RegisterFlags adds every setting to fs with its default.
@@ -43,6 +44,9 @@ func (s *Settings) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Attempts, "attempts", 3, "publish attempts (same Nats-Msg-Id, never doubled) before answering 503")
 	c.MaxBody = ingest.DefaultMaxBody
 	fs.Var(&c.MaxBody, "max-body", "largest request `SIZE`, in bytes or with a KiB/MiB suffix")
+	fs.StringVar(&c.SSFTransmitters, "ssf-transmitters", "", "YAML `file` of the Shared Signals transmitters whose SETs POST /ssf/events takes (push) or that it polls; empty: off")
+	fs.DurationVar(&c.MaxTokenLife, "max-token-lifetime", 24*time.Hour, "longest lifetime of a token: the exp a Shared Signals jwt_id revocation gets from now, and the oldest SET accepted")
+	s.Shutdown.RegisterFlags(fs)
 	s.Log.RegisterFlags(fs)
 }
 
@@ -52,6 +56,7 @@ Serves the ingest API, for identity providers that cannot publish to NATS:
   POST /v1/revocations     one contract event, or a JSON array of them
   POST /oauth2/revoke      RFC 7009 token revocation (form: token, token_type_hint)
   POST /backchannel-logout OpenID Connect Back-Channel Logout 1.0 (form: logout_token)
+  POST /ssf/events         Shared Signals push (RFC 8935) of SETs from --ssf-transmitters
 and /healthz, /readyz, /metrics on --admin-addr. Each request is answered once the stream
 has acknowledged its events; 503 means it was not, and a retry is never doubled.
 
@@ -80,5 +85,5 @@ func ParseSettings(args []string) (Settings, error) {
 
 // Validate checks the settings once at startup.
 func (s *Settings) Validate() error {
-	return errors.Join(s.Config.Validate(), s.Log.Validate())
+	return errors.Join(s.Config.Validate(), s.Shutdown.Validate(), s.Log.Validate())
 }
