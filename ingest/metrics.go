@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, nc *nats.Conn) (*metrics, error) {
 		}, []string{"endpoint"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revoked_ingest_events_rejected_total",
-			Help: "Events or logout tokens refused as invalid, by reason.",
+			Help: "Events, logout tokens and revocation requests refused, by reason (invalid, replayed, unknown_key, no_sub, not_token_owner, ...).",
 		}, []string{"endpoint", "reason"}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revoked_ingest_tokens_ignored_total",
