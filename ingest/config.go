@@ -69,6 +69,11 @@ type Config struct {
 	Attempts     int              // --attempts: publish attempts before answering 503
 
 	MaxBody ByteSize // --max-body: largest request body
+
+	// SSFTransmitters (--ssf-transmitters) is the YAML file of the Shared Signals
+	// transmitters whose SETs POST /ssf/events takes (package ssf); empty: off. A jwt_id
+	// subject's entry gets exp = now + MaxTokenLife (--max-token-lifetime).
+	SSFTransmitters string
 }
 
 // Validate checks the settings once at startup.
@@ -121,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AckTimeout <= 0 || c.Attempts < 1 {
 		errs = append(errs, errors.New("--ack-timeout must be positive and --attempts at least 1"))
+	}
+	if c.MaxTokenLife < 0 {
+		errs = append(errs, errors.New("--max-token-lifetime must not be negative"))
 	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, errors.New("--max-body must be at least 1KiB"))
