@@ -92,9 +92,11 @@ func TestBackchannelLogoutUnknownKidDoesNotWait(t *testing.T) {
 
 	start := time.Now()
 	r := f.postForm("/backchannel-logout", url.Values{"logout_token": {tok}}, nil)
-	if took := time.Since(start); took > slow/3 {
+	took := time.Since(start)
+	if took > slow/3 {
 		t.Fatalf("the answer waited %s on the key fetch", took)
 	}
+	t.Logf("unknown kid answered in %s (the JWKS answers in %s)", took, slow)
 	if r.code != http.StatusBadRequest || !strings.Contains(r.body, "not known yet") {
 		t.Fatalf("%d %s", r.code, r.body)
 	}
