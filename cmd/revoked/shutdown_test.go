@@ -106,7 +106,7 @@ func TestSidecarShutdownDelay(t *testing.T) {
 	sigterm := time.Now()
 	grpcBefore, httpBefore := grpcLoad.ok.Load(), httpLoad.ok.Load()
 	proc.signal(syscall.SIGTERM)
-	testsupport.Until(t, time.Second, "gRPC health NOT_SERVING", func() bool {
+	testsupport.Until(t, 2*time.Second, "gRPC health NOT_SERVING", func() bool {
 		for _, svc := range []string{"", "envoy.service.auth.v3.Authorization"} {
 			resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
 			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
@@ -115,7 +115,7 @@ func TestSidecarShutdownDelay(t *testing.T) {
 		}
 		return true
 	})
-	testsupport.Until(t, time.Second, "/readyz 503", func() bool { return httpStatus("http://"+admin+"/readyz") == 503 })
+	testsupport.Until(t, 2*time.Second, "/readyz 503", func() bool { return httpStatus("http://"+admin+"/readyz") == 503 })
 
 	// A revocation acknowledged during the delay is enforced: the replica still follows.
 	body := fmt.Sprintf(`{"type":"jti","jti":%q,"exp":%d}`, bobJTI, time.Now().Add(2*time.Hour).Unix())
@@ -194,7 +194,7 @@ func TestIngestShutdownDelay(t *testing.T) {
 	sigterm := time.Now()
 	before := revocations.ok.Load()
 	proc.signal(syscall.SIGTERM)
-	testsupport.Until(t, time.Second, "/readyz 503", func() bool { return httpStatus("http://"+admin+"/readyz") == 503 })
+	testsupport.Until(t, 2*time.Second, "/readyz 503", func() bool { return httpStatus("http://"+admin+"/readyz") == 503 })
 
 	time.Sleep(time.Until(sigterm.Add(shutdownDelay - loadMargin)))
 	revocations.end()
