@@ -54,30 +54,31 @@ func TestPollAcknowledgesOnlyAfterTheStreamAcks(t *testing.T) {
 	}
 }
 
-// A receiver that stops sends the acknowledgements it still holds.
-func TestPollSendsPendingAcksOnStop(t *testing.T) {
+// A transmitter whose polls fail is polled again after a backoff; the SET is
+// published once and acknowledged once a poll succeeds, and the failures are counted.
+func TestPollRetriesFailedPolls(t *testing.T) {
 	tr := ssftest.New(t, audience)
-	tx := &spec{tr: tr, extra: "    poll_endpoint: " + tr.PollURL() + "\n    poll_interval: 10s\n"}
-	e := newEnv(t, tx)
+	tr.FailPolls(2)
 	c := tr.Claims(ssftest.AccountPurged, nil)
 	c["sub_id"] = ssftest.IssSub(tr.Issuer, "u3")
-	set := tr.Sign(c, nil)
-	tr.Queue(set)
-	testsupport.Until(t, 10*time.Second, "published", func() bool { return len(e.events()) == 1 })
-	// The next poll carrying the ack may be 10 s away: stopping must not lose it.
-	testsupport.Until(t, 5*time.Second, "acked", func() bool {
-		if len(tr.Acked()) == 1 {
-			return true
-		}
-		e.stop()
-		return len(tr.Acked()) == 1
-	})
-	if !slices.Equal(tr.Acked(), []string{jtiOf(c)}) {
+	tr.Queue(tr.Sign(c, nil))
+	tx := &spec{tr: tr, extra: "    poll_endpoint: " + tr.PollURL() + "\n    poll_interval: 50ms\n"}
+	start := time.Now()
+	e := newEnv(t, tx)
+	testsupport.Until(t, 15*time.Second, "acked", func() bool { return len(tr.Acked()) == 1 })
+	if !slices.Equal(tr.Acked(), []string{c["jti"].(string)}) {
 		t.Fatalf("acked %v", tr.Acked())
 	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("two failed polls retried within %s: no backoff", d)
+	}
+	if v := e.metric("revoked_ssf_poll_errors_total", map[string]string{"transmitter": tr.Issuer}); v != 2 {
+		t.Errorf("poll errors %v", v)
+	}
+	if n := len(e.events()); n != 1 {
+		t.Fatalf("%d events", n)
+	}
 }
-
-func jtiOf(c map[string]any) string { return c["jti"].(string) }
 
 // Stream management (SSF 1.0): discovery, the stream created with this receiver's push
 // endpoint and authorization, a verification requested and received through the push

@@ -61,6 +61,7 @@ type Transmitter struct {
 	acked   []string
 	errs    map[string]SetErr
 	polls   int
+	fail    int // polls still to answer 500
 }
 
 // Stream is a stream the transmitter holds for a receiver.
@@ -265,6 +266,13 @@ func (t *Transmitter) Pending() int {
 	return len(t.pending)
 }
 
+// FailPolls makes the next n polls fail with HTTP 500 (their acks are lost too).
+func (t *Transmitter) FailPolls(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.fail = n
+}
+
 // Polls is how many polls it answered.
 func (t *Transmitter) Polls() int {
 	t.mu.Lock()
@@ -415,6 +423,12 @@ func (t *Transmitter) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	t.mu.Lock()
 	t.polls++
+	if t.fail > 0 {
+		t.fail--
+		t.mu.Unlock()
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"err": "server_error"})
+		return
+	}
 	done := map[string]bool{}
 	for _, jti := range req.Ack {
 		t.acked = append(t.acked, jti)
