@@ -57,7 +57,8 @@ func FuzzLogoutToken(f *testing.F) {
 	stranger := newSigner(f, "k1")
 	cfg := &Config{Keys: flags.Keys{Leeway: 30 * time.Second, Issuers: []string{testIssuer}}, LogoutMaxAge: time.Minute, LogoutAudiences: []string{testRP}}
 	cfg.JWKSFile = writeJWKS(f, f.TempDir(), key)
-	s := &Server{cfg: cfg, now: time.Now}
+	// Hydra's issuer: its tokens may lack exp, so the fuzzer reaches that path too.
+	s := &Server{cfg: cfg, now: time.Now, logout: logoutPolicy{fallback: LogoutSID, noExp: []string{testIssuer}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
 	keys, err := newKeysForTest(ctx, cfg.JWKSFile)
@@ -67,6 +68,7 @@ func FuzzLogoutToken(f *testing.F) {
 	s.keys = keys
 	f.Add(key.sign(f, logoutClaims("seed", nil), logoutTyp), false)
 	f.Add(stranger.sign(f, logoutClaims("seed", nil), logoutTyp), true)
+	f.Add(key.sign(f, logoutClaims("hydra", func(c jwt.MapClaims) { delete(c, "exp"); delete(c, "sub") }), logoutTyp), false)
 	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.", true)
 	f.Add("a.b.c", true)
 	f.Add("", true)
