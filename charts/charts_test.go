@@ -565,6 +565,10 @@ func checkExample(t *testing.T, m *manifests, want exampleWant) {
 	if err != nil {
 		t.Fatalf("Envoy config of the example: %v", err)
 	}
+	// A client's x-revoked-sub (or x_revoked_sub) never reaches the example's app.
+	if err := envoy.CheckSubjectHeader(boot, "x-revoked-sub"); err != nil {
+		t.Errorf("Envoy config of the example: %v", err)
+	}
 	targets, err := envoy.ExtAuthzTargets(boot)
 	if err != nil {
 		t.Fatal(err)

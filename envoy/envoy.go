@@ -8,13 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -25,7 +29,6 @@ import (
 	// Every typed_config the shipped configurations use; protojson resolves "@type"
 	// through the registry these imports fill.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
@@ -193,4 +196,129 @@ func endpoint(c *clusterv3.Cluster) (string, error) {
 		return "", ErrNoEndpoint
 	}
 	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), nil
+}
+
+// ErrHeaderSpoofable is returned by CheckSubjectHeader when a client could get its own
+// copy of revoked's subject header to the app.
+var ErrHeaderSpoofable = errors.New("a client's copy of the header can reach the upstream")
+
+// CheckSubjectHeader checks, in every HTTP connection manager of b, that a client can
+// never send header (revoked's --subject-header, x-revoked-sub by default) to the app:
+//   - a header name with an underscore is refused (headers_with_underscores_action
+//     REJECT_REQUEST): Envoy would pass x_revoked_sub, which CGI-style servers and many
+//     frameworks read as x-revoked-sub;
+//   - a header_mutation filter removes header before the ext_authz filter, which then
+//     sets it from the verified token;
+//   - every route on which ext_authz is disabled also removes it (request_headers_to_remove
+//     on the route, its virtual host or the route configuration), and no route that is
+//     checked removes it after ext_authz, which would drop revoked's own value.
+func CheckSubjectHeader(b *bootstrapv3.Bootstrap, header string) error {
+	n := 0
+	for _, l := range b.GetStaticResources().GetListeners() {
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				hcm := &hcmv3.HttpConnectionManager{}
+				if !f.GetTypedConfig().MessageIs(hcm) {
+					continue
+				}
+				if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+					return err
+				}
+				n++
+				if err := checkHCMSubjectHeader(hcm, header); err != nil {
+					return fmt.Errorf("listener %s: %w", l.GetName(), err)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return errors.New("no http_connection_manager")
+	}
+	return nil
+}
+
+func checkHCMSubjectHeader(hcm *hcmv3.HttpConnectionManager, header string) error {
+	if a := hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_REJECT_REQUEST {
+		return fmt.Errorf("%w: headers_with_underscores_action is %s, not REJECT_REQUEST (%s passes)", ErrHeaderSpoofable, a, strings.ReplaceAll(header, "-", "_"))
+	}
+	strip, authz := -1, -1
+	for i, hf := range hcm.GetHttpFilters() {
+		hm := &headermutationv3.HeaderMutation{}
+		az := &extauthzv3.ExtAuthz{}
+		switch {
+		case hf.GetTypedConfig().MessageIs(hm):
+			if err := hf.GetTypedConfig().UnmarshalTo(hm); err != nil {
+				return err
+			}
+			for _, m := range hm.GetMutations().GetRequestMutations() {
+				if strings.EqualFold(m.GetRemove(), header) && strip < 0 {
+					strip = i
+				}
+			}
+		case hf.GetTypedConfig().MessageIs(az):
+			if authz < 0 {
+				authz = i
+			}
+		}
+	}
+	if strip < 0 || authz < 0 || strip > authz {
+		return fmt.Errorf("%w: no header_mutation filter removes %s before ext_authz", ErrHeaderSpoofable, header)
+	}
+	rc := hcm.GetRouteConfig()
+	if rc == nil {
+		return errors.New("no static route_config: the routes cannot be checked")
+	}
+	stripFilter, authzFilter := hcm.GetHttpFilters()[strip].GetName(), hcm.GetHttpFilters()[authz].GetName()
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			removed := slices.ContainsFunc(slices.Concat(rc.GetRequestHeadersToRemove(), vh.GetRequestHeadersToRemove(), r.GetRequestHeadersToRemove()),
+				func(h string) bool { return strings.EqualFold(h, header) })
+			checked, err := filterEnabled(authzFilter, vh, r)
+			if err != nil {
+				return err
+			}
+			stripped, err := filterEnabled(stripFilter, vh, r)
+			if err != nil {
+				return err
+			}
+			where := fmt.Sprintf("virtual host %s route %s", vh.GetName(), r.GetMatch())
+			switch {
+			case checked && !stripped:
+				return fmt.Errorf("%w: %s: the header_mutation filter is disabled", ErrHeaderSpoofable, where)
+			case checked && removed:
+				return fmt.Errorf("%s: %s is removed after ext_authz set it", where, header)
+			case !checked && !removed:
+				return fmt.Errorf("%w: %s: ext_authz is disabled and request_headers_to_remove lacks %s", ErrHeaderSpoofable, where, header)
+			}
+		}
+	}
+	return nil
+}
+
+// filterEnabled reports whether the HTTP filter named name runs on route r of vh: a
+// typed_per_filter_config entry (FilterConfig, or ext_authz's ExtAuthzPerRoute) may
+// disable it, the route's entry winning over the virtual host's.
+func filterEnabled(name string, vh *routev3.VirtualHost, r *routev3.Route) (bool, error) {
+	enabled := true
+	for _, cfgs := range []map[string]*anypb.Any{vh.GetTypedPerFilterConfig(), r.GetTypedPerFilterConfig()} {
+		a, ok := cfgs[name]
+		if !ok {
+			continue
+		}
+		fc := &routev3.FilterConfig{}
+		per := &extauthzv3.ExtAuthzPerRoute{}
+		switch {
+		case a.MessageIs(fc):
+			if err := a.UnmarshalTo(fc); err != nil {
+				return false, err
+			}
+			enabled = !fc.GetDisabled()
+		case a.MessageIs(per):
+			if err := a.UnmarshalTo(per); err != nil {
+				return false, err
+			}
+			enabled = !per.GetDisabled()
+		}
+	}
+	return enabled, nil
 }

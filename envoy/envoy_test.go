@@ -2,6 +2,9 @@ package envoy
 
 import (
 	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -13,11 +16,16 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/revoked-dev/revoked/internal/sidecar"
@@ -384,6 +392,7 @@ func TestGateway(t *testing.T) {
 
 	var svc corev1.Service
 	var dep appsv1.Deployment
+	var pdb policyv1.PodDisruptionBudget
 	for _, d := range yamlDocs(t, "gateway/revoked.yaml") {
 		var meta struct{ Kind string }
 		if err := yaml.Unmarshal(d, &meta); err != nil {
@@ -394,6 +403,8 @@ func TestGateway(t *testing.T) {
 			decode(t, d, &svc)
 		case "Deployment":
 			decode(t, d, &dep)
+		case "PodDisruptionBudget":
+			decode(t, d, &pdb)
 		default:
 			t.Fatalf("unexpected kind %q", meta.Kind)
 		}
@@ -429,6 +440,128 @@ func TestGateway(t *testing.T) {
 	if dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot == nil || !*dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot {
 		t.Error("pod does not run as non-root")
 	}
+
+	// A shared service: replicas spread, a drain keeps one, a rollout is answered.
+	if pdb.Spec.Selector == nil || !labels.SelectorFromSet(pdb.Spec.Selector.MatchLabels).Matches(labels.Set(dep.Spec.Template.Labels)) {
+		t.Error("no PodDisruptionBudget selecting the revoked pods")
+	}
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() >= int(*dep.Spec.Replicas) {
+		t.Errorf("PodDisruptionBudget minAvailable %v with %d replicas", pdb.Spec.MinAvailable, *dep.Spec.Replicas)
+	}
+	if len(dep.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
+		t.Error("no topology spread: every replica may land on one node")
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "REVOKED_SHUTDOWN_DELAY" && e.Value != "" }) {
+		t.Error("no shutdown delay: checks fail while the Gateway still sends to a terminating pod")
+	}
+	if !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--audience=") }) {
+		t.Error("no --audience: tokens for any service of the IdP pass")
+	}
+
+	// The check's budget and what it is sent.
+	d, err := time.ParseDuration(obj(t, ext, "timeout").(string))
+	if err != nil || d <= 0 || d > maxTimeout {
+		t.Errorf("extAuth.timeout %v (%v), want (0, %v]: Envoy Gateway's default is 10 s", d, err, maxTimeout)
+	}
+	var sent []string
+	for _, h := range obj(t, ext, "headersToExtAuth").([]any) {
+		sent = append(sent, strings.ToLower(h.(string)))
+	}
+	if !slices.Equal(sent, []string{"authorization"}) {
+		t.Errorf("headersToExtAuth %v, want [authorization]: revoked reads nothing else", sent)
+	}
+
+	// No client-sent subject header: refused with underscores, removed before routing.
+	header := subjectHeader(t)
+	ctp := one(t, "gateway/client-traffic-policy.yaml")
+	if obj(t, ctp, "kind") != "ClientTrafficPolicy" || obj(t, ctp, "spec", "targetRefs", 0, "kind") != "Gateway" {
+		t.Fatal("client-traffic-policy.yaml is not a ClientTrafficPolicy on a Gateway")
+	}
+	if a := obj(t, ctp, "spec", "headers", "withUnderscoresAction"); a != "RejectRequest" {
+		t.Errorf("withUnderscoresAction %v, want RejectRequest", a)
+	}
+	if !slices.Contains(obj(t, ctp, "spec", "headers", "earlyRequestHeaders", "remove").([]any), any(header)) {
+		t.Errorf("earlyRequestHeaders does not remove %s", header)
+	}
+}
+
+// TestIstioHeaderStrip: the EnvoyFilter for the workload's inbound listener refuses
+// header names with underscores and removes the client's subject header first in the
+// chain; each patch decodes strictly into Envoy's own types, and what it sets validates.
+func TestIstioHeaderStrip(t *testing.T) {
+	header := subjectHeader(t)
+	ef := one(t, "istio/envoy-filter.yaml")
+	ap := one(t, "istio/authorization-policy.yaml")
+	if obj(t, ef, "kind") != "EnvoyFilter" {
+		t.Fatal("envoy-filter.yaml is not an EnvoyFilter")
+	}
+	if fmt.Sprint(obj(t, ef, "spec", "workloadSelector", "labels")) != fmt.Sprint(obj(t, ap, "spec", "selector", "matchLabels")) {
+		t.Error("the EnvoyFilter and the AuthorizationPolicy select different workloads")
+	}
+	var rejects, strips bool
+	for _, p := range obj(t, ef, "spec", "configPatches").([]any) {
+		if c := obj(t, p, "match", "context"); c != "SIDECAR_INBOUND" {
+			t.Errorf("patch on %v, want SIDECAR_INBOUND (where CUSTOM ext_authz runs)", c)
+		}
+		js, err := json.Marshal(obj(t, p, "patch", "value"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch obj(t, p, "applyTo") {
+		case "NETWORK_FILTER":
+			var v struct {
+				TypedConfig json.RawMessage `json:"typed_config"`
+			}
+			if err := json.Unmarshal(js, &v); err != nil {
+				t.Fatal(err)
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := protojson.Unmarshal(stripType(t, v.TypedConfig), hcm); err != nil {
+				t.Fatalf("HCM patch: %v", err)
+			}
+			// A MERGE patch is partial (no stat_prefix, no routes): validate what it sets.
+			if err := Validate(hcm.GetCommonHttpProtocolOptions()); err != nil {
+				t.Fatalf("HCM patch: %v", err)
+			}
+			rejects = hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() == corev3.HttpProtocolOptions_REJECT_REQUEST
+		case "HTTP_FILTER":
+			hf := &hcmv3.HttpFilter{}
+			if err := protojson.Unmarshal(js, hf); err != nil {
+				t.Fatalf("HTTP filter patch: %v", err)
+			}
+			if err := Validate(hf); err != nil {
+				t.Fatalf("HTTP filter patch: %v", err)
+			}
+			if op := obj(t, p, "patch", "operation"); op != "INSERT_FIRST" {
+				t.Errorf("header strip %v, want INSERT_FIRST (before ext_authz)", op)
+			}
+			hm := &headermutationv3.HeaderMutation{}
+			if err := hf.GetTypedConfig().UnmarshalTo(hm); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range hm.GetMutations().GetRequestMutations() {
+				strips = strips || m.GetRemove() == header
+			}
+		}
+	}
+	if !rejects || !strips {
+		t.Errorf("underscores refused %v, %s removed %v", rejects, header, strips)
+	}
+}
+
+// stripType drops the "@type" of a typed_config so that it decodes as the message itself.
+func stripType(t *testing.T, raw json.RawMessage) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "@type")
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestDockerCompose checks that the compose example wires the TCP bootstrap: Envoy loads
@@ -468,5 +601,92 @@ func TestDockerCompose(t *testing.T) {
 	}
 	if !slices.Contains(c.Services["revoked"].Ports, "8000:8000") {
 		t.Error("Envoy's listener is not published")
+	}
+}
+
+// subjectHeader is revoked's --subject-header default: the header it sets upstream with
+// the token's sub, which the app trusts.
+func subjectHeader(t *testing.T) string {
+	t.Helper()
+	var s sidecar.Settings
+	fs := flag.NewFlagSet("revoked", flag.ContinueOnError)
+	s.RegisterFlags(fs)
+	f := fs.Lookup("subject-header")
+	if f == nil || f.DefValue == "" {
+		t.Fatal("revoked has no --subject-header default")
+	}
+	return f.DefValue
+}
+
+// TestSubjectHeaderNeverFromClient: through every bootstrap as shipped, a client's
+// x-revoked-sub (or x_revoked_sub) never reaches the app: names with underscores are
+// refused, the header is removed before ext_authz, and on routes without the check too.
+// Each weakening of a shipped config below is caught.
+func TestSubjectHeaderNeverFromClient(t *testing.T) {
+	header := subjectHeader(t)
+	for name := range bootstraps {
+		t.Run(name, func(t *testing.T) {
+			doc, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := Load(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := CheckSubjectHeader(b, header); err != nil {
+				t.Fatalf("as shipped: %v", err)
+			}
+			unchecked := 0
+			for _, hcm := range connectionManagers(t, doc) {
+				for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+					for _, r := range vh.GetRoutes() {
+						if _, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]; ok {
+							unchecked++
+						}
+					}
+				}
+			}
+			if unchecked == 0 {
+				t.Error("no route without the check: the route-level strip is not exercised")
+			}
+			weakened := map[string]func(*hcmv3.HttpConnectionManager){
+				"underscores allowed": func(h *hcmv3.HttpConnectionManager) {
+					h.CommonHttpProtocolOptions.HeadersWithUnderscoresAction = corev3.HttpProtocolOptions_ALLOW
+				},
+				"strip after ext_authz": func(h *hcmv3.HttpConnectionManager) {
+					f := h.HttpFilters
+					f[0], f[1] = f[1], f[0]
+				},
+				"unchecked route keeps the header": func(h *hcmv3.HttpConnectionManager) {
+					for _, vh := range h.GetRouteConfig().GetVirtualHosts() {
+						for _, r := range vh.GetRoutes() {
+							r.RequestHeadersToRemove = nil
+						}
+					}
+				},
+				"checked route drops revoked's header": func(h *hcmv3.HttpConnectionManager) {
+					h.GetRouteConfig().RequestHeadersToRemove = []string{header}
+				},
+			}
+			for what, weaken := range weakened {
+				b, _ := Load(doc)
+				l := b.GetStaticResources().GetListeners()[0]
+				f := l.GetFilterChains()[0].GetFilters()[0]
+				hcm := &hcmv3.HttpConnectionManager{}
+				if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+					t.Fatal(err)
+				}
+				weaken(hcm)
+				a, err := anypb.New(hcm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+				if err := CheckSubjectHeader(b, header); err == nil {
+					t.Errorf("%s: not caught", what)
+				}
+			}
+		})
 	}
 }
