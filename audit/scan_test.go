@@ -102,3 +102,30 @@ func TestScanStopsWithItsContext(t *testing.T) {
 		t.Fatal("a missing stream reported success")
 	}
 }
+
+// A stream may hold other subjects (a source mixed in): they are not revocations.
+func TestScanSkipsOtherSubjects(t *testing.T) {
+	srv := testsupport.StartNATS(t)
+	js, err := jetstream.New(srv.Connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: event.DefaultStream, Subjects: []string{"revocations.>", "audit.>", "revocationsx"}}); err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(`{"type":"cutoff","claim":"sub","value":"u","not_before":1767225600}`)
+	for _, subj := range []string{"audit.x", "revocations.cutoff", "revocationsx", "revocations.cutoff", "audit.y"} {
+		if _, err := js.Publish(ctx, subj, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	stats, err := Scan(ctx, js, ScanOptions{}, func(r *Record) { got = append(got, r.Seq) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[2 4]" || stats.Read != 2 || stats.First != 2 || stats.Last != 4 {
+		t.Fatalf("records %v, stats %+v", got, stats)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -159,9 +160,11 @@ func ClaimText(raw json.RawMessage) string {
 }
 
 // Needles are the strings an event that names the token carries (see
-// ScanOptions.Needles): its jti and the text of every claim, since a cutoff may name
-// any claim (one the sidecars were not told to allow is reported as not enforced).
-func (t *Token) Needles() []string {
+// ScanOptions.Needles): its jti and the text of its claims, since a cutoff may name any
+// claim (one the sidecars were not told to allow is reported as not enforced). iss is
+// left out unless extraClaims allow cutoffs on it: every event of the issuer holds it,
+// and an event's own iss only narrows it.
+func (t *Token) Needles(extraClaims []string) []string {
 	seen := map[string]bool{"": true}
 	var n []string
 	add := func(v string) {
@@ -172,6 +175,9 @@ func (t *Token) Needles() []string {
 	}
 	add(t.JTI)
 	for _, name := range t.ClaimNames() {
+		if name == "iss" && !slices.Contains(extraClaims, "iss") {
+			continue
+		}
 		for _, v := range t.Values(name) {
 			add(v)
 		}

@@ -114,3 +114,16 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+func TestNeedles(t *testing.T) {
+	tok, err := ParseToken(unsigned(`{"alg":"HS256"}`, `{"iss":"https://idp","sub":"u","jti":"j","client_id":"c","azp":"c","tenant":7,"aud":["a"],"exp":9}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(tok.Needles(nil), ","); got != "j,c,9,u,7" {
+		t.Errorf("Needles(nil) = %s", got)
+	}
+	if got := strings.Join(tok.Needles([]string{"iss"}), ","); got != "j,c,9,https://idp,u,7" {
+		t.Errorf("Needles(iss) = %s", got)
+	}
+}

@@ -94,7 +94,7 @@ Examples:
 			now := time.Now()
 			p := pf.policy()
 			var found []audit.Finding
-			stats, err := audit.Scan(e.ctx, js, audit.ScanOptions{Stream: c.stream, SubjectPrefix: c.subjectPrefix, Needles: tok.Needles()},
+			stats, err := audit.Scan(e.ctx, js, audit.ScanOptions{Stream: c.stream, SubjectPrefix: c.subjectPrefix, Needles: tok.Needles(p.ExtraClaims)},
 				func(rec *audit.Record) {
 					if o := audit.Match(tok, &rec.Event, rec.Stored, now, p); o != audit.NoMatch {
 						_, verr := audit.Status(&rec.Event, rec.Stored, now, p)
