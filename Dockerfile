@@ -2,7 +2,12 @@
 # revoked and revokectl in one static, non-root image: ghcr.io/revoked-dev/revoked.
 #   docker build -t ghcr.io/revoked-dev/revoked:dev .
 
-FROM golang:1.26 AS build
+# The builder is pinned to the exact Go release of go.mod's go line (charts_test.go checks
+# that they agree), not the floating golang:1.26: a rebuild of the same commit uses the
+# same compiler and standard library. A digest pin (golang:1.26.8-bookworm@sha256:...)
+# would also fix the OS layers, but it cannot be resolved or checked without a registry;
+# add it in CI with `docker buildx imagetools inspect golang:1.26.8-bookworm`.
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -12,6 +17,9 @@ ENV CGO_ENABLED=0
 RUN go build -trimpath -ldflags="-s -w" -o /out/revoked ./cmd/revoked && \
     go build -trimpath -ldflags="-s -w" -o /out/revokectl ./cmd/revokectl
 
+# distroless publishes no version tags, only rolling ones and digests: pin the digest in
+# CI (docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot) for
+# reproducible images; the tag keeps this file buildable offline-first.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/revoked /usr/local/bin/revoked
 COPY --from=build /out/revokectl /usr/local/bin/revokectl

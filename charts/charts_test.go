@@ -1121,6 +1121,20 @@ func TestDockerfileMatchesChart(t *testing.T) {
 	if !cgoOff {
 		t.Error("CGO_ENABLED=0 is not set: the binaries would not be static")
 	}
+	// The builder is the exact Go release go.mod names, not a floating tag.
+	gomod, err := os.ReadFile(filepath.Join("..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goVersion string
+	for _, l := range strings.Split(string(gomod), "\n") {
+		if v, ok := strings.CutPrefix(l, "go "); ok {
+			goVersion = strings.TrimSpace(v)
+		}
+	}
+	if len(froms) == 0 || !strings.HasPrefix(froms[0], "golang:"+goVersion+"-") && froms[0] != "golang:"+goVersion && !strings.HasPrefix(froms[0], "golang:"+goVersion+"@") {
+		t.Errorf("builder %v, want golang:%s (go.mod's go line) exactly", froms, goVersion)
+	}
 	for _, bin := range []string{"/usr/local/bin/revoked", "/usr/local/bin/revokectl"} {
 		if !slices.Contains(copies, bin) {
 			t.Errorf("%s is not copied into the image", bin)
