@@ -178,6 +178,8 @@ func (r *Receiver) adopt(t *transmitter, s *StreamConfig) (*StreamConfig, error)
 	if s.StreamID == "" {
 		return nil, errors.New("the transmitter's stream has no stream_id")
 	}
+	id := s.StreamID
+	t.streamID.Store(&id)
 	if s.Delivery.Method == DeliveryPoll && t.pollURL.Load() == nil {
 		if !sameOrigin(t.cfg.Issuer, s.Delivery.EndpointURL) {
 			return nil, fmt.Errorf("the stream's poll endpoint %.100q is not on the issuer's origin", s.Delivery.EndpointURL)

@@ -97,6 +97,31 @@ func TestManagedPushStream(t *testing.T) {
 	if v := e.metric("revoked_ssf_stream_status", map[string]string{"transmitter": tr.Issuer, "status": "enabled"}); v != 1 {
 		t.Errorf("status %v", v)
 	}
+	// SSF 1.0 section 8.1.4.1: the state must be the one requested (invalid_state), and
+	// the subject the receiver's stream; a transmitter may verify unasked, without state.
+	verification := func(state, streamID string) string {
+		ev := map[string]any{}
+		if state != "" {
+			ev["state"] = state
+		}
+		c := tr.Claims(ssftest.Verification, ev)
+		c["sub_id"] = ssftest.Opaque(streamID)
+		return tr.Sign(c, nil)
+	}
+	id := streams[0].StreamID
+	for name, tc := range map[string]struct {
+		set, code string
+		status    int
+	}{
+		"wrong state":  {verification("not-the-state", id), "invalid_state", 400},
+		"wrong stream": {verification("", "another-stream"), "invalid_request", 400},
+		"unsolicited":  {verification("", id), "", 202},
+		"right state":  {verification(streams[0].Verifications[0], id), "", 202},
+	} {
+		if code, errc := e.push(tx, tc.set); code != tc.status || errc != tc.code {
+			t.Errorf("%s: %d %q, want %d %q", name, code, errc, tc.status, tc.code)
+		}
+	}
 	// A restart (another receiver, at the same public URL) finds the stream and reuses it.
 	again := &spec{tr: tr, extra: "    stream: {delivery: push, push_endpoint: " + e.url + "}\n"}
 	newEnvOnNATS(t, e, again)

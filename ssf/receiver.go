@@ -64,6 +64,7 @@ type transmitter struct {
 	maxAge   time.Duration
 	pollURL  atomic.Pointer[string]
 	state    atomic.Pointer[string] // the state of the verification last requested
+	streamID atomic.Pointer[string] // the managed stream's id, once known
 }
 
 // New loads every transmitter's keys and secrets. The keys of a jwks_uri that cannot
@@ -194,6 +195,9 @@ func (r *Receiver) receive(ctx context.Context, t *transmitter, raw string) (str
 		return name, nil
 	}
 	p, err := mapSET(t.cfg, ev, r.opts.MaxTokenLifetime, now)
+	if err == nil && p.kind == kindVerification {
+		err = t.checkVerification(p.state, ev.subID)
+	}
 	if err == nil {
 		err = p.validate(func(e *event.Event) error { _, err := r.pub.Payload(e); return err })
 	}
@@ -208,7 +212,7 @@ func (r *Receiver) receive(ctx context.Context, t *transmitter, raw string) (str
 		log.Info("ssf event type unknown; acknowledged, nothing revoked", "type_sha256", hashID(ev.eventType))
 	case p.kind == kindVerification:
 		result = "recorded"
-		r.verified(t, p.state, now, log)
+		r.verified(t, now, log)
 	case p.kind == kindStreamUpdated:
 		result = "recorded"
 		r.streamUpdated(t, p.status, p.reason, log)
@@ -270,12 +274,29 @@ func (r *Receiver) count(t *transmitter, name, result string) {
 	r.metrics.sets.WithLabelValues(issuer, name, result).Inc()
 }
 
-// verified records a verification event: the stream delivers. A state other than the
-// one last requested is still delivery, but logged.
-func (r *Receiver) verified(t *transmitter, state string, now time.Time, log *slog.Logger) {
-	if want := t.state.Load(); want != nil && state != *want {
-		log.Info("ssf verification event with another state than requested (an earlier request's, or the transmitter's own)")
+// CodeInvalidState is the error SSF 1.0 section 8.1.4.1 gives a verification event
+// whose state is not the one the receiver asked for.
+const CodeInvalidState = "invalid_state"
+
+// checkVerification confirms a verification event (SSF 1.0 section 8.1.4.1): its state
+// is the one last requested, when the receiver requested one and the event carries one
+// (a transmitter may verify unasked, without state); its subject, when the receiver
+// knows its stream, names that stream.
+func (t *transmitter) checkVerification(state string, subID []byte) error {
+	if want := t.state.Load(); want != nil && state != "" && state != *want {
+		return setErr(CodeInvalidState, "the verification event's state is not the one requested")
 	}
+	if id := t.streamID.Load(); id != nil && subID != nil {
+		tg, err := decodeSubject(subID, Quirks{})
+		if err != nil || tg.user == nil || tg.user.format != "opaque" || tg.user.value != *id {
+			return setErr(CodeInvalidRequest, "the verification event's subject is not this receiver's stream")
+		}
+	}
+	return nil
+}
+
+// verified records a verification event: the stream delivers.
+func (r *Receiver) verified(t *transmitter, now time.Time, log *slog.Logger) {
 	r.metrics.verified.WithLabelValues(t.cfg.Issuer).Set(float64(now.Unix()))
 	log.Info("ssf stream verified")
 }
