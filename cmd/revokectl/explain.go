@@ -61,10 +61,15 @@ Give - to read the token from standard input. Give the sidecars' own --cutoff-cl
 
 --json prints one JSON object: {"token": {"header", "claims", "verified": false},
 "stream": {…}, "events": [{"seq", "stored", the event's fields, "outcome", "why"}],
-"verdict": {"revoked", "expired", "text", "by": sequences}}.
+"verdict": {"revoked", "expired", "refused", "text", "by": sequences}}.
 
-Exit status: 0 not revoked by the stream and not expired; 1 revoked, or expired; 2 bad
-command line or not a readable token; 3 the stream could not be read.
+It checks no signature, issuer or audience; of the sidecars' other checks it reports
+only those the claims alone decide: expiry, and a lifetime (exp - iat, or no iat) beyond
+--max-token-lifetime, which they refuse.
+
+Exit status: 0 not revoked by the stream, not expired, not refused for its lifetime; 1
+revoked, expired or refused; 2 bad command line or not a readable token; 3 the stream
+could not be read.
 
 Examples:
   revokectl explain eyJhbGciOiJSUzI1NiIs...
@@ -104,7 +109,7 @@ Examples:
 			if err != nil {
 				return exitError{exitNoStream, fmt.Sprintf("stream %s NOT read: %v", c.stream, err)}
 			}
-			v := judge(tok, found, now)
+			v := judge(tok, found, now, pf.lifetime)
 			if pf.json {
 				err = writeExplainJSON(e.stdout, tok, stats, found, v)
 			} else {
@@ -113,7 +118,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			if v.Revoked || v.Expired {
+			if v.Revoked || v.Expired || v.Refused != "" {
 				return exitError{code: exitFailed}
 			}
 			return nil
@@ -126,10 +131,13 @@ type verdict struct {
 	Revoked bool     `json:"revoked"`
 	Expired bool     `json:"expired"`
 	By      []uint64 `json:"by,omitempty"` // sequences of the events that revoke the token
-	Text    string   `json:"text"`
+	// Refused says why the sidecars refuse the token whatever the stream holds, when
+	// its claims alone decide it (no exp; a lifetime they cannot bound by the window).
+	Refused string `json:"refused,omitempty"`
+	Text    string `json:"text"`
 }
 
-func judge(tok *audit.Token, found []audit.Finding, now time.Time) verdict {
+func judge(tok *audit.Token, found []audit.Finding, now time.Time, lifetime time.Duration) verdict {
 	var v verdict
 	var first *audit.Finding
 	for i := range found {
@@ -152,6 +160,19 @@ func judge(tok *audit.Token, found []audit.Finding, now time.Time) verdict {
 	if tok.Exp != 0 && tok.Exp < now.Unix() {
 		v.Expired = true
 		v.Text += "; expired at " + fmtUnix(tok.Exp)
+	}
+	// The verifier's rules that the claims alone decide (authz.VerifierConfig
+	// MaxLifetime): a token the revocation window cannot cover is refused.
+	switch {
+	case tok.Exp == 0:
+		v.Refused = "it has no exp"
+	case tok.Iat == 0:
+		v.Refused = "it has no iat, so its lifetime cannot be bounded by --max-token-lifetime"
+	case time.Duration(tok.Exp-tok.Iat)*time.Second > lifetime:
+		v.Refused = fmt.Sprintf("its lifetime (exp - iat) of %s exceeds --max-token-lifetime %s", time.Duration(tok.Exp-tok.Iat)*time.Second, lifetime)
+	}
+	if v.Refused != "" {
+		v.Text += "; the sidecars refuse it anyway: " + v.Refused
 	}
 	return v
 }

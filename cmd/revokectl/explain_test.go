@@ -266,6 +266,9 @@ func TestExplainVerdicts(t *testing.T) {
 			exitFailed, "Verdict: not revoked by the stream; expired at "},
 		"revoked by a cutoff only": {jwt.MapClaims{"jti": "fresh"}, exitFailed, "Verdict: denied: revoked by the cutoff on "},
 		"no iat: every cutoff":     {jwt.MapClaims{"jti": "fresh", "iat": nil}, exitFailed, "Events that revoke this token: 6\n"},
+		"no iat: refused anyway":   {jwt.MapClaims{"jti": "fresh", "iat": nil}, exitFailed, "; the sidecars refuse it anyway: it has no iat"},
+		"too long-lived": {jwt.MapClaims{"jti": "fresh", "iat": s.now + 100, "exp": s.now + 100 + 25*3600, "sid": nil, "azp": nil, "tenant": "globex"},
+			exitFailed, "Verdict: not revoked by the stream; the sidecars refuse it anyway: its lifetime (exp - iat) of 25h0m0s exceeds --max-token-lifetime 24h0m0s\n"},
 		"other issuer": {jwt.MapClaims{"iss": "https://other.example.com", "iat": s.now + 100, "sid": nil, "azp": nil},
 			exitFailed, "Verdict: denied: revoked by the jti event at sequence"},
 	} {
