@@ -3,6 +3,7 @@ package ssf_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +147,20 @@ func TestManagedPollStream(t *testing.T) {
 	testsupport.Until(t, 10*time.Second, "verification acked", func() bool { return len(tr.Acked()) == 1 })
 	if s := tr.Streams(); len(s) != 1 || s[0].Delivery["method"] != "urn:ietf:rfc:8936" {
 		t.Fatalf("streams %+v", s)
+	}
+}
+
+// Discovery refuses metadata whose issuer is not the transmitter's (SSF 1.0 section
+// 7.2): no stream is created there, and the receiver's token goes nowhere else.
+func TestDiscoveryRefusesAnotherIssuer(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	tr.MetadataIssuer = "https://impostor.example"
+	tx := &spec{tr: tr, extra: "    stream: {delivery: push, push_endpoint: PUSH_URL}\n"}
+	e := newEnv(t, tx)
+	testsupport.Until(t, 10*time.Second, "the refusal logged", func() bool {
+		return strings.Contains(e.logs.String(), "the metadata's issuer is not the transmitter's")
+	})
+	if n := len(tr.Streams()); n != 0 {
+		t.Fatalf("%d streams created at a transmitter whose metadata names another issuer", n)
 	}
 }

@@ -47,6 +47,9 @@ type Transmitter struct {
 	Audience string // the aud of its SETs
 	Bearer   string // the receiver's token at its management and poll endpoints
 	Server   *httptest.Server
+	// MetadataIssuer, when set, is the issuer its metadata claims (a mismatch a
+	// receiver must refuse).
+	MetadataIssuer string
 
 	rsa  bool
 	ec   *ecdsa.PrivateKey
@@ -292,8 +295,12 @@ func (t *Transmitter) Streams() []Stream {
 }
 
 func (t *Transmitter) metadata(w http.ResponseWriter, _ *http.Request) {
+	iss := t.Issuer
+	if t.MetadataIssuer != "" {
+		iss = t.MetadataIssuer
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"spec_version": "1_0", "issuer": t.Issuer, "jwks_uri": t.JWKSURI(),
+		"spec_version": "1_0", "issuer": iss, "jwks_uri": t.JWKSURI(),
 		"delivery_methods_supported": []string{"urn:ietf:rfc:8935", "urn:ietf:rfc:8936"},
 		"configuration_endpoint":     t.Server.URL + "/streams",
 		"status_endpoint":            t.Server.URL + "/status",
