@@ -40,7 +40,7 @@ func (s *GRPCServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 	if ok := d.Token.rendered.grpc.Load(); ok != nil {
 		return ok, nil
 	}
-	ok := s.allowResponse(d.Token)
+	ok := preEncoded(s.allowResponse(d.Token))
 	d.Token.rendered.grpc.Store(ok)
 	return ok, nil
 }
