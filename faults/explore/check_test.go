@@ -139,7 +139,7 @@ func (w *world) revocation(tok *token, now time.Time) (definite bool, since time
 			match = e.jti == tok.jti
 		case "cutoff":
 			v := map[string]string{"sub": tok.sub, "sid": tok.sid, "client_id": tok.client}[e.claim]
-			if v != e.value {
+			if v != e.value || e.client != "" && e.client != tok.client {
 				break
 			}
 			if tok.iat == 0 {
@@ -289,7 +289,7 @@ func (r *replica) describe(now time.Time) string {
 func (w *world) matching(tok *token) string {
 	var s []string
 	for _, e := range w.events {
-		if e.typ == "jti" && e.jti == tok.jti || e.typ == "cutoff" && e.value == map[string]string{"sub": tok.sub, "sid": tok.sid, "client_id": tok.client}[e.claim] {
+		if e.typ == "jti" && e.jti == tok.jti || e.typ == "cutoff" && e.value == map[string]string{"sub": tok.sub, "sid": tok.sid, "client_id": tok.client}[e.claim] && (e.client == "" || e.client == tok.client) {
 			s = append(s, fmt.Sprintf("#%d %s acked=%v gone=%v maybe=%v seq=%d inc=%d/%d iss=%q nb=%d exp=%d",
 				e.n, e.payload, e.acked, e.gone, e.maybe, e.seq, e.inc, w.inc, e.iss, e.nb, e.exp))
 		}

@@ -31,7 +31,7 @@ func (w *world) exec(op Op) {
 			return
 		}
 		tok := w.tokens[op.arg(1)%len(w.tokens)]
-		e := w.cutoffEvent(tok, op.arg(0), op.arg(2), op.arg(3), op.arg(4), now)
+		e := w.cutoffEvent(tok, op.arg(0), op.arg(2), op.arg(3), op.arg(4), op.arg(5), now)
 		w.publish(e)
 	case OpPubDup:
 		if len(w.events) == 0 {
@@ -258,8 +258,9 @@ func (w *world) jtiEvent(tok *token, variant, issV, enc int, now time.Time) *evR
 
 // cutoffEvent: claim 0 sub, 1 sid, 2 client_id, of the target token (or, valueV 4, a
 // value no token has). nbV: 0 now, 1 the token's iat + 1, 2 two seconds ago, 3 2106,
-// 4 three seconds ahead (3 and 4 may be refused: "maybe").
-func (w *world) cutoffEvent(tok *token, claimIdx, nbV, issV, valueV int, now time.Time) *evRec {
+// 4 three seconds ahead (3 and 4 may be refused: "maybe"). scopeV: 0 and 1 every client,
+// 2 the token's own client, 3 another client (CONTRACT section 2, client_id).
+func (w *world) cutoffEvent(tok *token, claimIdx, nbV, issV, valueV, scopeV int, now time.Time) *evRec {
 	claim := []string{"sub", "sid", "client_id"}[claimIdx%3]
 	value := map[string]string{"sub": tok.sub, "sid": tok.sid, "client_id": tok.client}[claim]
 	if valueV%5 == 4 {
@@ -291,8 +292,19 @@ func (w *world) cutoffEvent(tok *token, claimIdx, nbV, issV, valueV int, now tim
 	if iss != "" {
 		f["iss"] = iss
 	}
+	client := ""
+	switch scopeV % 4 {
+	case 2:
+		client = tok.client
+	case 3:
+		client = tok.client + "-other"
+	}
+	if client != "" {
+		f["client_id"] = client
+	}
 	e := w.newEvent(subject("cutoff"), f, nil)
 	e.typ, e.claim, e.value, e.iss, e.nb, e.nbSure, e.maybe = "cutoff", claim, value, iss, nb, nbSure, maybe
+	e.client = client
 	return e
 }
 

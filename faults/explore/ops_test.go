@@ -17,7 +17,7 @@ type Kind int
 const (
 	OpMint           Kind = iota // mint a token: key, sub, sid, client, shape, lifetime
 	OpPubJTI                     // revoke a token by jti: token, variant, iss variant, encoding
-	OpPubCutoff                  // revoke by cutoff: claim, target token, nb variant, iss variant
+	OpPubCutoff                  // revoke by cutoff: claim, target token, nb variant, iss variant, value variant, client scope
 	OpPubDup                     // publish an earlier event again, same Nats-Msg-Id
 	OpPubBad                     // publish a malformed or invalid event: variant
 	OpNATSStop                   // shut the NATS server down (store kept)
@@ -208,7 +208,7 @@ func Generate(seed uint64, n int) []Op {
 			case x == 9:
 				nb = 4 // a few seconds ahead
 			}
-			add(k, r.IntN(3), r.IntN(64), nb, r.IntN(3), r.IntN(5))
+			add(k, r.IntN(3), r.IntN(64), nb, r.IntN(3), r.IntN(5), r.IntN(4))
 		case OpPubDup:
 			add(k, r.IntN(64))
 		case OpPubBad:

@@ -138,6 +138,7 @@ type evRec struct {
 	iss      string
 	claim    string
 	value    string
+	client   string // a cutoff's client_id: only that client's tokens
 	exp, nb  int64
 	nbSure   int64 // a cutoff certainly revokes tokens issued before this (perhaps those before nb)
 	maybe    bool  // far future, or otherwise outside what a replica must apply
