@@ -12,7 +12,7 @@ import (
 //
 // Operation arguments: mint(key, sub, sid, client_id, shape, lifetime index),
 // pubjti(token, variant, iss, encoding), pubcutoff(claim, token, not_before variant,
-// iss, value), restart(replica, from snapshot), snapshot(variant), rmm(variant,
+// iss, value, client scope), restart(replica, from snapshot), snapshot(variant), rmm(variant,
 // event); see ops_test.go. Replica 0 reads a JWKS file, 1 a JWKS URL refreshed hourly,
 // 2 a JWKS URL refreshed every second.
 var known = []struct {
