@@ -31,6 +31,7 @@ type spec struct {
 	tr    *ssftest.Transmitter
 	extra string // YAML lines of the entry, each indented by four spaces
 	auth  string // its push authorization; set by newEnv
+	file  string // the push_authorization_file
 }
 
 // env is a receiver on real NATS with the stream, serving POST /ssf/events on a real
@@ -76,7 +77,7 @@ func start(t *testing.T, ns *testsupport.NATS, streamJS jetstream.JetStream, spe
 		s.auth = fmt.Sprintf("Bearer push-secret-%d-%s", i, strings.Repeat("x", 16))
 		bearer := writeFile(t, dir, fmt.Sprintf("bearer-%d", i), s.tr.Bearer)
 		fmt.Fprintf(&b, "  - issuer: %s\n    jwks_uri: %s\n    audience: %s\n    push_authorization_file: %s\n    bearer_token_file: %s\n",
-			s.tr.Issuer, s.tr.JWKSURI(), audience, writeFile(t, dir, fmt.Sprintf("push-%d", i), s.auth), bearer)
+			s.tr.Issuer, s.tr.JWKSURI(), audience, s.pushFile(t, dir, i), bearer)
 		if s.extra != "" {
 			b.WriteString(strings.ReplaceAll(s.extra, "PUSH_URL", e.url))
 		}
@@ -96,7 +97,7 @@ func start(t *testing.T, ns *testsupport.NATS, streamJS jetstream.JetStream, spe
 		AttemptTimeout: 300 * time.Millisecond, Attempts: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	e.ctx = ctx
-	e.rx, err = ssf.New(ctx, cfg, pub, ssf.Options{Registerer: e.reg, Log: slog.New(slog.NewTextHandler(e.logs, nil))})
+	e.rx, err = ssf.New(ctx, cfg, pub, ssf.Options{Registerer: e.reg, Log: slog.New(slog.NewTextHandler(e.logs, nil)), SecretReload: 20 * time.Millisecond})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -183,4 +184,11 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 		}
 	}
 	return 0
+}
+
+func (s *spec) pushFile(t *testing.T, dir string, i int) string {
+	if s.file == "" {
+		s.file = writeFile(t, dir, fmt.Sprintf("push-%d", i), s.auth)
+	}
+	return s.file
 }

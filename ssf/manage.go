@@ -161,8 +161,8 @@ func (r *Receiver) ensureStream(ctx context.Context, t *transmitter, md *Metadat
 			return r.adopt(t, s)
 		}
 	}
-	if want.Method == DeliveryPush {
-		want.AuthorizationHeader = t.pushRaw
+	if v := t.pushRaw.Load(); want.Method == DeliveryPush && v != nil {
+		want.AuthorizationHeader = *v
 	}
 	req := StreamConfig{Delivery: want, EventsRequested: t.cfg.Stream.EventsRequested, Description: "revoked: revocations for Envoy ext_authz"}
 	var created StreamConfig
@@ -242,8 +242,8 @@ func (r *Receiver) call(ctx context.Context, t *transmitter, method, u string, i
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if t.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+t.bearer)
+	if v := t.bearer.Load(); v != nil {
+		req.Header.Set("Authorization", "Bearer "+*v)
 	}
 	res, err := r.opts.HTTPClient.Do(req)
 	if err != nil {
@@ -270,6 +270,7 @@ func (r *Receiver) call(ctx context.Context, t *transmitter, method, u string, i
 // Start begins, for each transmitter, its stream management (when configured) and its
 // poll worker (when it is polled). They stop when ctx ends; Wait waits for them.
 func (r *Receiver) Start(ctx context.Context) {
+	r.wg.Go(func() { r.reloadSecrets(ctx) })
 	for _, t := range r.list {
 		if t.cfg.Stream != nil {
 			r.wg.Go(func() { r.manage(ctx, t) })

@@ -137,7 +137,9 @@ func (r *Receiver) pollOnce(ctx context.Context, t *transmitter, body pollReques
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", "Bearer "+t.bearer)
+	if v := t.bearer.Load(); v != nil {
+		req.Header.Set("Authorization", "Bearer "+*v)
+	}
 	res, err := r.opts.HTTPClient.Do(req)
 	if err != nil {
 		return nil, err

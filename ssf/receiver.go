@@ -40,6 +40,9 @@ type Options struct {
 	// HTTPClient polls and manages streams; default 90 s timeout (long polls).
 	HTTPClient *http.Client
 	Now        func() time.Time
+	// SecretReload is how often the push authorization and bearer token files are read
+	// again (a rotated Kubernetes Secret takes effect without a restart); default 10s.
+	SecretReload time.Duration
 }
 
 // Receiver takes SETs from the configured transmitters and publishes their revocations.
@@ -58,9 +61,9 @@ type Receiver struct {
 type transmitter struct {
 	cfg      *Transmitter
 	keys     *jwtkeys.Keys
-	pushAuth *[sha256.Size]byte // nil: it does not push
-	pushRaw  string             // the push authorization, given to a stream it creates
-	bearer   string             // the receiver's token at the transmitter
+	pushAuth atomic.Pointer[[sha256.Size]byte] // nil: it does not push
+	pushRaw  atomic.Pointer[string]            // the push authorization, given to a stream it creates
+	bearer   atomic.Pointer[string]            // the receiver's token at the transmitter
 	maxAge   time.Duration
 	pollURL  atomic.Pointer[string]
 	state    atomic.Pointer[string] // the state of the verification last requested
@@ -88,6 +91,9 @@ func New(ctx context.Context, cfg *Config, pub Publisher, opts Options) (*Receiv
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.SecretReload <= 0 {
+		opts.SecretReload = 10 * time.Second
+	}
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
@@ -106,18 +112,8 @@ func New(ctx context.Context, cfg *Config, pub Publisher, opts Options) (*Receiv
 		if err != nil {
 			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
-		if tc.PushAuthorizationFile != "" {
-			v, err := readSecret(tc.PushAuthorizationFile)
-			if err != nil {
-				return nil, fmt.Errorf("ssf transmitter %s: push_authorization_file: %w", tc.Issuer, err)
-			}
-			sum := sha256.Sum256([]byte(v))
-			t.pushAuth, t.pushRaw = &sum, v
-		}
-		if tc.BearerTokenFile != "" {
-			if t.bearer, err = readSecret(tc.BearerTokenFile); err != nil {
-				return nil, fmt.Errorf("ssf transmitter %s: bearer_token_file: %w", tc.Issuer, err)
-			}
+		if err := t.loadSecrets(); err != nil {
+			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
 		if tc.PollEndpoint != "" {
 			u := tc.PollEndpoint
@@ -144,6 +140,46 @@ func (r *Receiver) checkClaims(t *Transmitter) error {
 		}
 	}
 	return nil
+}
+
+// loadSecrets reads the push authorization and bearer token files; on an error the
+// values held before stay.
+func (t *transmitter) loadSecrets() error {
+	if f := t.cfg.PushAuthorizationFile; f != "" {
+		v, err := readSecret(f)
+		if err != nil {
+			return fmt.Errorf("push_authorization_file: %w", err)
+		}
+		sum := sha256.Sum256([]byte(v))
+		t.pushAuth.Store(&sum)
+		t.pushRaw.Store(&v)
+	}
+	if f := t.cfg.BearerTokenFile; f != "" {
+		v, err := readSecret(f)
+		if err != nil {
+			return fmt.Errorf("bearer_token_file: %w", err)
+		}
+		t.bearer.Store(&v)
+	}
+	return nil
+}
+
+// reloadSecrets reads the secret files again every SecretReload until ctx ends.
+func (r *Receiver) reloadSecrets(ctx context.Context) {
+	tick := time.NewTicker(r.opts.SecretReload)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, t := range r.list {
+			if err := t.loadSecrets(); err != nil {
+				r.log.Warn("ssf secret reload failed; keeping the old one", "transmitter", t.cfg.Issuer, "err", err)
+			}
+		}
+	}
 }
 
 func readSecret(path string) (string, error) {
@@ -336,7 +372,7 @@ func (r *Receiver) authenticate(header string) *transmitter {
 	got := sha256.Sum256([]byte(header))
 	var found *transmitter
 	for _, t := range r.list {
-		if t.pushAuth != nil && subtle.ConstantTimeCompare(got[:], t.pushAuth[:]) == 1 {
+		if want := t.pushAuth.Load(); want != nil && subtle.ConstantTimeCompare(got[:], want[:]) == 1 {
 			found = t
 		}
 	}

@@ -3,11 +3,13 @@ package ssf_test
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/ssf/ssftest"
 	"github.com/revoked-dev/revoked/stream"
 )
@@ -169,5 +171,30 @@ func TestPushAnswers503UntilTheStreamAcks(t *testing.T) {
 	}
 	if evs := e.events(); len(evs) != 1 || evs[0].Value != "u1" {
 		t.Fatalf("stream %+v", evs)
+	}
+}
+
+// A rotated push authorization file takes effect without a restart; the old value no
+// longer authenticates, and a file turned too short keeps the value held.
+func TestPushAuthorizationRotates(t *testing.T) {
+	tx := &spec{tr: ssftest.New(t, audience)}
+	e := newEnv(t, tx)
+	c := tx.tr.Claims(ssftest.CredentialChange, nil)
+	c["sub_id"] = ssftest.IssSub(tx.tr.Issuer, "u1")
+	set := tx.tr.Sign(c, nil)
+	old := tx.auth
+	rotated := "Bearer rotated-push-secret-0123456789"
+	writeFile(t, filepath.Dir(tx.file), filepath.Base(tx.file), rotated)
+	testsupport.Until(t, 5*time.Second, "rotated secret accepted", func() bool {
+		code, _, _ := ssftest.Push(e.url, rotated, set)
+		return code == http.StatusAccepted
+	})
+	if code, _, _ := ssftest.Push(e.url, old, set); code != http.StatusUnauthorized {
+		t.Fatalf("the old push authorization still works: %d", code)
+	}
+	writeFile(t, filepath.Dir(tx.file), filepath.Base(tx.file), "short")
+	testsupport.Until(t, 5*time.Second, "bad file logged", func() bool { return strings.Contains(e.logs.String(), "ssf secret reload failed") })
+	if code, _, _ := ssftest.Push(e.url, rotated, set); code != http.StatusAccepted {
+		t.Fatalf("a broken file dropped the secret held: %d", code)
 	}
 }
