@@ -219,6 +219,12 @@ var errUnavailable = errors.New("ssf: the stream did not acknowledge the revocat
 func (r *Receiver) receive(ctx context.Context, t *transmitter, raw string) (string, error) {
 	now := r.opts.Now()
 	name := "none"
+	if !t.keys.Loaded(ctx) {
+		// Refusing would make the transmitter drop a revocation for a fetch of ours that
+		// failed; unacknowledged, it is delivered again.
+		r.count(t, name, "unavailable")
+		return name, fmt.Errorf("%w: the transmitter's keys are not loaded yet", errUnavailable)
+	}
 	ev, err := verifySET(raw, t.keys, t.cfg, t.maxAge, now)
 	if err != nil {
 		return name, r.refused(t, name, "", err)

@@ -198,3 +198,30 @@ func TestPushAuthorizationRotates(t *testing.T) {
 		t.Fatalf("a broken file dropped the secret held: %d", code)
 	}
 }
+
+// A SET that arrives before the transmitter's keys could be fetched is answered 503,
+// not refused: a refusal would make the transmitter drop the revocation. Once the keys
+// load, its retry is published.
+func TestKeysNotLoadedIs503(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	tr.FailJWKS(true)
+	tx := &spec{tr: tr, down: true}
+	e := newEnv(t, tx)
+	c := tr.Claims(ssftest.CredentialChange, nil)
+	c["sub_id"] = ssftest.IssSub(tr.Issuer, "u1")
+	set := tr.Sign(c, nil)
+	if code, errc := e.push(tx, set); code != http.StatusServiceUnavailable {
+		t.Fatalf("before the keys: %d %s", code, errc)
+	}
+	if e.rx.Ready(context.Background()) == nil {
+		t.Fatal("ready without the transmitter's keys")
+	}
+	tr.FailJWKS(false)
+	testsupport.Until(t, 10*time.Second, "keys loaded", func() bool { return e.rx.Ready(context.Background()) == nil })
+	if code, errc := e.push(tx, set); code != http.StatusAccepted {
+		t.Fatalf("after the keys: %d %s", code, errc)
+	}
+	if n := len(e.events()); n != 1 {
+		t.Fatalf("%d events", n)
+	}
+}

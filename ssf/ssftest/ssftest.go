@@ -64,7 +64,8 @@ type Transmitter struct {
 	acked   []string
 	errs    map[string]SetErr
 	polls   int
-	fail    int // polls still to answer 500
+	fail    int  // polls still to answer 500
+	jwksErr bool // the JWKS answers 500
 }
 
 // Stream is a stream the transmitter holds for a receiver.
@@ -309,7 +310,21 @@ func (t *Transmitter) metadata(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
+// FailJWKS makes its JWKS answer 500 (on) or its keys (off).
+func (t *Transmitter) FailJWKS(on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.jwksErr = on
+}
+
 func (t *Transmitter) jwks(w http.ResponseWriter, _ *http.Request) {
+	t.mu.Lock()
+	failing := t.jwksErr
+	t.mu.Unlock()
+	if failing {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "unavailable"})
+		return
+	}
 	var k map[string]string
 	if t.rsa {
 		k = map[string]string{"kty": "RSA", "alg": "RS256",
