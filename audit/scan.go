@@ -23,10 +23,12 @@ type Record struct {
 
 // Stats says what a scan read.
 type Stats struct {
-	Stream       string
-	First, Last  uint64        // the sequences read (0, 0 for an empty stream)
-	Read         int           // messages read
-	Undecodable  int           // messages that are not an event at all (not JSON, unknown type, too large)
+	Stream      string
+	First, Last uint64 // the sequences read (0, 0 for an empty stream)
+	Read        int    // messages read
+	// Undecodable counts the messages decoded that are not an event at all (not JSON,
+	// unknown type, too large); with Needles, only those that could hold one.
+	Undecodable  int
 	Took         time.Duration // from the start of the scan to its end
 	StreamLength uint64        // messages in the stream when the scan began
 }

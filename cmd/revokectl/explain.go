@@ -315,16 +315,15 @@ func writeExplainJSON(w io.Writer, tok *audit.Token, stats audit.Stats, found []
 
 // streamJSON is what a scan read, in explain's JSON.
 type streamJSON struct {
-	Name        string  `json:"name"`
-	First       uint64  `json:"first_seq"`
-	Last        uint64  `json:"last_seq"`
-	Read        int     `json:"read"`
-	Undecodable int     `json:"undecodable"`
-	Seconds     float64 `json:"seconds"`
+	Name    string  `json:"name"`
+	First   uint64  `json:"first_seq"`
+	Last    uint64  `json:"last_seq"`
+	Read    int     `json:"read"`
+	Seconds float64 `json:"seconds"`
 }
 
 func newStreamJSON(s audit.Stats) streamJSON {
-	return streamJSON{s.Stream, s.First, s.Last, s.Read, s.Undecodable, s.Took.Seconds()}
+	return streamJSON{s.Stream, s.First, s.Last, s.Read, s.Took.Seconds()}
 }
 
 func encodeJSON(w io.Writer, v any) error {
