@@ -461,29 +461,25 @@ func TestLibraryChartApp(t *testing.T) {
 }
 
 // checkShutdown checks a clean rollout: the process keeps answering for a shutdown delay
-// after SIGTERM (REVOKED_SHUTDOWN_DELAY, which the binaries read as --shutdown-delay),
-// and the pod's grace period covers that delay and the in-flight work after it.
+// after SIGTERM (--shutdown-delay), and the pod's grace period covers that delay and the
+// in-flight work after it (--shutdown-timeout).
 func checkShutdown(t *testing.T, where string, spec corev1.PodSpec, c corev1.Container) {
 	t.Helper()
-	var delay time.Duration
-	for _, e := range c.Env {
-		if e.Name == flagenv.Name("REVOKED", "shutdown-delay") {
-			d, err := time.ParseDuration(e.Value)
-			if err != nil {
-				t.Errorf("%s: %s=%q: %v", where, e.Name, e.Value, err)
-			}
-			delay = d
-		}
+	f := flags(c)
+	delay, err := time.ParseDuration(f["shutdown-delay"])
+	if err != nil || delay <= 0 {
+		t.Errorf("%s: --shutdown-delay %q: the process stops answering at SIGTERM while Envoy or the Service still sends", where, f["shutdown-delay"])
 	}
-	if delay <= 0 {
-		t.Errorf("%s: no shutdown delay: the process stops answering at SIGTERM while Envoy or the Service still sends", where)
+	timeout := revflags.DefaultShutdownTimeout
+	if v, ok := f["shutdown-timeout"]; ok {
+		timeout, _ = time.ParseDuration(v)
 	}
 	grace := int64(30)
 	if spec.TerminationGracePeriodSeconds != nil {
 		grace = *spec.TerminationGracePeriodSeconds
 	}
-	if time.Duration(grace)*time.Second < delay+10*time.Second {
-		t.Errorf("%s: grace period %ds < shutdown delay %s + 10s of in-flight work", where, grace, delay)
+	if time.Duration(grace)*time.Second < delay+timeout {
+		t.Errorf("%s: grace period %ds < shutdown delay %s + shutdown timeout %s", where, grace, delay, timeout)
 	}
 }
 

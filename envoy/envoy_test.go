@@ -451,7 +451,7 @@ func TestGateway(t *testing.T) {
 	if len(dep.Spec.Template.Spec.TopologySpreadConstraints) == 0 {
 		t.Error("no topology spread: every replica may land on one node")
 	}
-	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "REVOKED_SHUTDOWN_DELAY" && e.Value != "" }) {
+	if !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--shutdown-delay=") && a != "--shutdown-delay=0s" }) {
 		t.Error("no shutdown delay: checks fail while the Gateway still sends to a terminating pod")
 	}
 	if !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--audience=") }) {

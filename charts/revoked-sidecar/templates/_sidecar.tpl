@@ -108,6 +108,8 @@ so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by it).
     {{- end }}
     # The revocation window, the same value the stream's MaxAge is derived from.
     - --max-token-lifetime={{ $root.Values.revocationWindow }}
+    # On SIGTERM, keep answering this long: Envoy drains its requests meanwhile.
+    - --shutdown-delay={{ int $v.shutdownDelaySeconds }}s
     - --max-staleness={{ $v.maxStaleness }}
     - --stale-policy={{ $v.stalePolicy }}
     - --log-level={{ $v.logLevel }}
@@ -119,9 +121,6 @@ so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by it).
     {{- toYaml . | nindent 4 }}
     {{- end }}
   env:
-    # On SIGTERM, keep answering this long: Envoy drains its requests meanwhile.
-    - name: REVOKED_SHUTDOWN_DELAY
-      value: {{ printf "%ds" (int $v.shutdownDelaySeconds) | quote }}
     {{- with $v.gc.percent }}
     - name: GOGC
       value: {{ . | quote }}
