@@ -139,6 +139,8 @@ func TestSubjectFormats(t *testing.T) {
 		"complex user":  {map[string]any{"format": "complex", "user": ssftest.IssSub("https://a.example", "u3"), "tenant": ssftest.Opaque("t1")}, ssftest.SessionRevoked, 202, []event.Event{{Type: "cutoff", Claim: "sub", Value: "u3", Iss: "https://a.example"}}},
 		"complex session, opaque user": {map[string]any{"format": "complex", "user": ssftest.Opaque("u4"), "session": ssftest.Opaque("s4")}, ssftest.SessionRevoked, 202,
 			[]event.Event{{Type: "cutoff", Claim: "sid", Value: "s4", Iss: "https://a.example"}, {Type: "cutoff", Claim: "sid", Value: "s4", Iss: "https://b.example"}}},
+		"complex session sid": {map[string]any{"format": "complex", "user": ssftest.IssSub("https://b.example", "u5"), "session": map[string]any{"sid": "s5"}}, ssftest.SessionRevoked, 202,
+			[]event.Event{{Type: "cutoff", Claim: "sid", Value: "s5", Iss: "https://b.example"}}},
 		"session only, credential-change": {map[string]any{"format": "complex", "session": ssftest.Opaque("s5")}, ssftest.CredentialChange, 400, nil},
 		"aliases": {map[string]any{"format": "aliases", "identifiers": []any{map[string]any{"format": "phone_number", "phone_number": "+1"}, ssftest.IssSub("https://a.example", "u6")}}, ssftest.CredentialChange, 202,
 			[]event.Event{{Type: "cutoff", Claim: "sub", Value: "u6", Iss: "https://a.example"}}},
@@ -247,5 +249,23 @@ func TestPoliciesAndDryRun(t *testing.T) {
 	}
 	if strings.Count(e.logs.String(), "would revoke") != 3 || strings.Contains(e.logs.String(), "user-9") {
 		t.Errorf("dry run not logged three times, or logged the user id in clear:\n%s", e.logs.String())
+	}
+}
+
+// A legacy typ is accepted only from a transmitter configured for it.
+func TestLegacyTyp(t *testing.T) {
+	legacy := &spec{tr: ssftest.New(t, audience), extra: "    legacy_typ: [JWT]\n"}
+	strict := &spec{tr: ssftest.New(t, audience)}
+	e := newEnv(t, legacy, strict)
+	for _, tc := range []struct {
+		s    *spec
+		typ  any
+		code int
+	}{{legacy, "JWT", 202}, {legacy, "jwt", 202}, {legacy, nil, 400}, {strict, "JWT", 400}, {strict, "application/secevent+jwt", 202}} {
+		c := tc.s.tr.Claims(ssftest.CredentialChange, nil)
+		c["sub_id"] = ssftest.IssSub(tc.s.tr.Issuer, "u1")
+		if code, errc := e.push(tc.s, tc.s.tr.Sign(c, map[string]any{"typ": tc.typ})); code != tc.code {
+			t.Errorf("%s typ %v: %d %s, want %d", tc.s.tr.Issuer, tc.typ, code, errc, tc.code)
+		}
 	}
 }
