@@ -8,7 +8,8 @@
 // RFC 8935 error codes and counted, and never published.
 //
 // The files: config.go (the transmitters file), set.go (SET validation), subject.go
-// (subject identifiers, RFC 9493 and SSF 1.0), mapping.go (events to revocations),
+// (subject identifiers, RFC 9493 and SSF 1.0), eventtypes.go (the event types known),
+// mapping.go (events to revocations),
 // receiver.go (the pipeline both deliveries share), push.go, poll.go, manage.go (stream
 // management at the transmitter: discovery, stream, verification), metrics.go.
 package ssf
