@@ -34,6 +34,17 @@ func (p *policyFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&p.json, "json", false, "print JSON for scripts, in the form --help describes")
 }
 
+// check refuses settings no sidecar accepts.
+func (p *policyFlags) check() error {
+	if p.lifetime <= 0 {
+		return usagef("--max-token-lifetime must be positive")
+	}
+	if p.leeway < 0 || p.leeway > 5*time.Minute {
+		return usagef("--leeway must be between 0 and 5m")
+	}
+	return nil
+}
+
 func (p *policyFlags) policy() audit.Policy {
 	return audit.Policy{ExtraClaims: p.claims, Retention: blocklist.Retention{Lifetime: p.lifetime, Leeway: p.leeway}}
 }
@@ -82,6 +93,9 @@ Examples:
 		return func(e *env, c *conn, args []string) error {
 			if len(args) != 1 {
 				return usagef("want one token (or - for standard input), got %d arguments", len(args))
+			}
+			if err := pf.check(); err != nil {
+				return err
 			}
 			raw, err := readSecret(e, args[0])
 			if err != nil {

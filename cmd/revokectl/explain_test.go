@@ -291,6 +291,7 @@ func TestExplainRefuses(t *testing.T) {
 		"no token":         {"", []string{"explain"}, exitUsage, "want one token"},
 		"not a JWT":        {"", []string{"explain", "hello"}, exitUsage, "not a signed JWT"},
 		"JWE":              {"a.b.c.d.e", []string{"explain", "-"}, exitUsage, "encrypted token"},
+		"no lifetime":      {"", []string{"explain", "x.y.z", "--max-token-lifetime", "0s"}, exitUsage, "--max-token-lifetime must be positive"},
 		"malformed claims": {"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOjQyfQ.c2ln", []string{"explain", "-"}, exitUsage, "claims a sidecar refuses"},
 		"no NATS":          {"", []string{"explain", "--nats-url", "nats://127.0.0.1:1", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"}, exitNoStream, "NOT read"},
 	} {

@@ -72,6 +72,9 @@ Examples:
 			if k.IsZero() {
 				return usagef("name what to list: --sub, --sid, --client, --jti, --claim or --iss")
 			}
+			if err := pf.check(); err != nil {
+				return err
+			}
 			nc, js, err := c.connect()
 			if err != nil {
 				return exitError{exitNoStream, fmt.Sprintf("stream %s NOT read: %v", c.stream, err)}

@@ -136,10 +136,11 @@ func TestHistoryRefuses(t *testing.T) {
 		code int
 		msg  string
 	}{
-		"no key":      {[]string{"history"}, exitUsage, "name what to list"},
-		"a argument":  {[]string{"history", "user-42"}, exitUsage, "unexpected argument"},
-		"bad --claim": {[]string{"history", "--claim", "tenant"}, exitUsage, "--claim wants NAME=VALUE"},
-		"no NATS":     {[]string{"history", "--sub", "u", "--nats-url", "nats://127.0.0.1:1"}, exitNoStream, "NOT read"},
+		"no key":       {[]string{"history"}, exitUsage, "name what to list"},
+		"a argument":   {[]string{"history", "user-42"}, exitUsage, "unexpected argument"},
+		"bad --claim":  {[]string{"history", "--claim", "tenant"}, exitUsage, "--claim wants NAME=VALUE"},
+		"bad --leeway": {[]string{"history", "--sub", "u", "--leeway", "1h"}, exitUsage, "--leeway must be between"},
+		"no NATS":      {[]string{"history", "--sub", "u", "--nats-url", "nats://127.0.0.1:1"}, exitNoStream, "NOT read"},
 	} {
 		r := cli(t, "", c.args...).want(t, c.code)
 		if !strings.Contains(r.stderr, c.msg) {
