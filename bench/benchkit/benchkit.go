@@ -159,11 +159,20 @@ type Proc struct {
 
 // Start runs bin with args, its output appended to logPath.
 func Start(name, logPath, bin string, args ...string) (*Proc, error) {
+	return StartEnv(name, logPath, bin, nil, args...)
+}
+
+// StartEnv is Start with variables (KEY=value) added to this process's environment,
+// such as GOGC for a sidecar.
+func StartEnv(name, logPath, bin string, env []string, args ...string) (*Proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
