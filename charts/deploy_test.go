@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -720,5 +721,70 @@ func TestSafeDefaults(t *testing.T) {
 	}
 	if _, err := helm(t, "template", "rel", chartDir, "--set", "sidecar.allowAnyAudience=true", "--kube-version", "1.23.0"); err == nil {
 		t.Error("rendered for Kubernetes 1.23, below kubeVersion")
+	}
+}
+
+// TestLibrarySchemaMatches: the library chart's values.schema.json is the revoked chart's,
+// cut down to the keys the sidecar uses, so that an application chart's revoked: values
+// are refused exactly as the platform's would be (typos included).
+func TestLibrarySchemaMatches(t *testing.T) {
+	read := func(p string) map[string]any {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(data, &v); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		return v
+	}
+	lib, main := read("revoked-sidecar/values.schema.json"), read(chartDir+"/values.schema.json")
+	var compare func(path string, l, m map[string]any)
+	compare = func(path string, l, m map[string]any) {
+		for k, lv := range l {
+			if k == "title" && path == "" {
+				continue
+			}
+			mv, ok := m[k]
+			if !ok {
+				t.Errorf("%s/%s: in the library schema only", path, k)
+				continue
+			}
+			lp, isMap := lv.(map[string]any)
+			if (k == "properties" || k == "definitions") && isMap {
+				mp, _ := mv.(map[string]any)
+				for name, sub := range lp {
+					msub, ok := mp[name].(map[string]any)
+					if !ok {
+						t.Errorf("%s/%s/%s: in the library schema only", path, k, name)
+						continue
+					}
+					compare(path+"/"+k+"/"+name, sub.(map[string]any), msub)
+				}
+				continue
+			}
+			if a, b := fmt.Sprint(lv), fmt.Sprint(mv); a != b {
+				t.Errorf("%s/%s: library %s, revoked chart %s", path, k, a, b)
+			}
+		}
+	}
+	compare("", lib, main)
+	// Every default of the library is allowed by its schema: the app chart renders
+	// (TestLibraryChartApp); a typo under revoked: is refused.
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "revoked-sidecar"), os.DirFS("revoked-sidecar")); err != nil {
+		t.Fatal(err)
+	}
+	app := filepath.Join(dir, "testdata", "app")
+	if err := os.CopyFS(app, os.DirFS(filepath.Join("testdata", "app"))); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := helm(t, "dependency", "build", app); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	_, err := helm(t, "template", "shop", app, "--set", "revoked.sidecar.grpcPort=9191")
+	if err == nil || !strings.Contains(err.Error(), "additional properties 'grpcPort' not allowed") {
+		t.Errorf("a typo under revoked.sidecar: %v", err)
 	}
 }
