@@ -50,9 +50,16 @@ func newFleet(t testing.TB) *fleet {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := stream.EnsureMirror(ctx, f.region, stream.Settings{}, stream.Origin{Domain: testsupport.HubDomain}); err != nil {
+	mirror, err := stream.EnsureMirror(ctx, f.region, stream.Settings{}, stream.Origin{Domain: testsupport.HubDomain})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// A new mirror sets up its link for a moment; cut then, it recovers only after the
+	// server's retry backoff. The fleet starts from a mirror that follows its origin.
+	testsupport.Until(t, 10*time.Second, "the mirror in contact with its origin", func() bool {
+		info, err := mirror.Info(ctx)
+		return err == nil && info.Mirror != nil && info.Mirror.Active >= 0
+	})
 	if f.issuer, err = devissuer.New("ES256", iss, aud); err != nil {
 		t.Fatal(err)
 	}
