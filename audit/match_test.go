@@ -82,10 +82,6 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-// sidecarScopesClients says whether the sidecar (blocklist, replica, authz) enforces a
-// cutoff's client_id yet; until it does, the property test leaves scoped cutoffs out.
-const sidecarScopesClients = false
-
 // TestMatchAgreesWithSidecar holds Match to the sidecar's own decision: random events
 // go through a real replica (revsync.Replica.Apply) into a blocklist.Set, random tokens
 // through a real authz.Authorizer; a token is denied as revoked exactly when some
@@ -129,7 +125,7 @@ func TestMatchAgreesWithSidecar(t *testing.T) {
 				ev.Claim = pick("sub", "sid", "client_id", "tenant", "email")
 				ev.Value = map[string]string{"sub": pick("u1", "u2"), "sid": pick("s1", "s2"),
 					"client_id": pick("c1", "c2", "c3"), "tenant": pick("acme", "7"), "email": "a@b"}[ev.Claim]
-				if sidecarScopesClients && rng.IntN(3) == 0 {
+				if rng.IntN(3) == 0 {
 					ev.ClientID = pick("c1", "c2", "c3")
 				}
 			}
