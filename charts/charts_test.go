@@ -170,6 +170,11 @@ func valueArgs(vs valueSet) []string {
 }
 
 func TestLint(t *testing.T) {
+	t.Run("library chart", func(t *testing.T) {
+		if out, err := helm(t, "lint", "--strict", "revoked-sidecar"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	})
 	for name, vs := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			out, err := helm(t, append([]string{"lint", "--strict", chartDir}, valueArgs(vs)...)...)
