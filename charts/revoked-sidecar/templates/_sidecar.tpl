@@ -76,7 +76,7 @@ so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by it).
 {{- if and $pk.pem $pk.configMap.name }}
 {{- fail "revoked: snapshot.publicKey.pem and snapshot.publicKey.configMap.name exclude each other" }}
 {{- end -}}
-{{- $nats := dict "root" $root "role" "sidecar" "prefix" "REVOKED" }}
+{{- $nats := dict "root" $root "role" "sidecar" "prefix" "REVOKED" -}}
 - name: revoked
   image: {{ include "revoked.image" $root }}
   imagePullPolicy: {{ $root.Values.image.pullPolicy }}
@@ -143,7 +143,9 @@ so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by it).
     - name: GOMAXPROCS
       value: {{ $v.gc.maxProcs | quote }}
     {{- end }}
-    {{- include "revoked.natsEnv" $nats | nindent 4 }}
+    {{- with include "revoked.natsEnv" $nats | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
     {{- with $v.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
