@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +17,8 @@ import (
 
 	"github.com/revoked-dev/revoked/audit"
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/sidecar"
 	"github.com/revoked-dev/revoked/publish"
 )
 
@@ -302,5 +307,99 @@ func TestExplainRefuses(t *testing.T) {
 		if c.stdin != "" && strings.Contains(r.stdout+r.stderr, c.stdin) {
 			t.Errorf("%s: the token is echoed", name)
 		}
+	}
+}
+
+// TestExplainAgreesWithSidecar asks a real sidecar (revokectl check) and explain about
+// the same tokens over the same stream of random events: explain says "revoked"
+// exactly when the sidecar denies the token as revoked.
+func TestExplainAgreesWithSidecar(t *testing.T) {
+	const iss = "https://idp.example.com"
+	ns, js := natsEnv(t)
+	natsFlag := "--nats-url=" + ns.URL()
+	issuer, err := devissuer.New("ES256", iss, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwks, issuer.JWKS(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := sidecar.ParseSettings([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--admin-addr", "127.0.0.1:0",
+		"--nats-url", ns.URL(), "--jwks-file", jwks, "--cutoff-claim", "tenant"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sidecar.Start(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sc.Close)
+	poll(t, "sidecar ready", sc.Ready)
+	addr := "--addr=" + sc.GRPCAddr()
+
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 12))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	now := time.Now().Unix()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pl := publish.New(js, publish.Config{AllowedClaims: []string{"tenant", "email"}}).NewPipeline(ctx, 0, func(tag int, _ publish.Result, err error) {
+		if err != nil {
+			t.Errorf("event %d: %v", tag, err)
+		}
+	})
+	for i := range 300 {
+		ev := event.Event{Iss: pick("", "", iss, "https://other.example.com"), EventID: fmt.Sprint("e", i)}
+		if rng.IntN(4) == 0 {
+			ev.Type, ev.JTI, ev.Exp = event.TypeJTI, fmt.Sprint("j", rng.IntN(300)), now+3600
+		} else {
+			ev.Type, ev.NotBefore = event.TypeCutoff, now-int64(rng.IntN(4000))+30
+			ev.Claim = pick("sub", "sid", "client_id", "tenant", "email")
+			ev.Value = fmt.Sprint(map[string]string{"sub": "u", "sid": "s", "client_id": "c", "tenant": "t", "email": "m"}[ev.Claim], rng.IntN(300))
+			if rng.IntN(3) == 0 {
+				ev.ClientID = fmt.Sprint("c", rng.IntN(10))
+			}
+		}
+		if err := pl.Publish(i, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pl.Close()
+	// The sentinel, last: once the sidecar denies it, it has applied every event.
+	sentinel := issuer.Token("sentinel", time.Hour, nil)
+	cli(t, "", "revoke", "token", sentinel, natsFlag).want(t, exitOK)
+	waitDenied(t, addr, sentinel)
+
+	const tokens = 150
+	revoked := 0
+	for range tokens {
+		claims := jwt.MapClaims{"jti": fmt.Sprint("j", rng.IntN(300)), "iat": now - int64(rng.IntN(4000)), "sid": nil, "client_id": nil, "azp": nil, "tenant": nil}
+		for name, prefix := range map[string]string{"sid": "s", "client_id": "c", "azp": "c", "tenant": "t", "email": "m"} {
+			if n := 300; rng.IntN(3) > 0 {
+				if name == "client_id" || name == "azp" {
+					n = 10 // the clients cutoffs are scoped to
+				}
+				claims[name] = fmt.Sprint(prefix, rng.IntN(n))
+			}
+		}
+		raw := issuer.Token(fmt.Sprint("u", rng.IntN(300)), time.Hour, claims)
+		check := cli(t, "", "check", addr, raw)
+		explain := cli(t, raw, "explain", "-", "--cutoff-claim", "tenant", natsFlag)
+		denied := check.code == exitFailed && strings.Contains(check.stdout, "token revoked")
+		if check.code != exitOK && !denied {
+			t.Fatalf("check: exit %d\n%s%s", check.code, check.stdout, check.stderr)
+		}
+		if (explain.code == exitFailed) != denied || denied != strings.Contains(explain.stdout, "Verdict: denied: revoked by") {
+			t.Fatalf("check exit %d, explain exit %d\ncheck: %s\nexplain:\n%s%s", check.code, explain.code, check.stdout, explain.stdout, explain.stderr)
+		}
+		if denied {
+			revoked++
+		}
+	}
+	t.Logf("%d of %d tokens revoked", revoked, tokens)
+	if revoked < tokens/10 || revoked > tokens*9/10 {
+		t.Fatalf("%d of %d tokens revoked: the events test too little", revoked, tokens)
 	}
 }
