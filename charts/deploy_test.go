@@ -783,3 +783,48 @@ func TestLibrarySchemaMatches(t *testing.T) {
 		t.Errorf("a typo under revoked.sidecar: %v", err)
 	}
 }
+
+// TestNotes renders NOTES.txt (helm template skips it) through a copy of the chart that
+// wraps it in a ConfigMap: it must render, and point at the library chart, the window and
+// the ingest admin Service.
+func TestNotes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "revoked")
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	notes, err := os.ReadFile(filepath.Join(dir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"templates/NOTES.txt":  "",
+		"templates/_notes.tpl": `{{- define "test.notes" }}` + string(notes) + `{{- end }}`,
+		"templates/notes.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include \"test.notes\" . | quote }}\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if content == "" {
+			err = os.Remove(p)
+		} else {
+			err = os.WriteFile(p, []byte(content), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := helm(t, "template", "rel", dir, "--namespace", "ns", "--show-only", "templates/notes.yaml",
+		"-f", filepath.Join(chartDir, "ci", "ingest-values.yaml"), "--set", "revocationWindow=12h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict([]byte(out), &cm); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"library chart revoked-sidecar", "revocationWindow: 12h", `include "revoked.containers" .Subcharts.revoked`,
+		"svc/rel-revoked-ingest-admin port 9181"} {
+		if !strings.Contains(cm.Data["notes"], want) {
+			t.Errorf("NOTES do not say %q:\n%s", want, cm.Data["notes"])
+		}
+	}
+}
