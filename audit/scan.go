@@ -109,7 +109,7 @@ func Scan(ctx context.Context, js jetstream.JetStream, o ScanOptions, fn func(*R
 			finished = true
 			close(done)
 		}
-	}, jetstream.PullMaxMessages(2000))
+	}, jetstream.PullMaxMessages(8192)) // larger pulls: a 1M-event scan took 5-10 s with 2000, 4-6 s with this (loaded machine)
 	if err != nil {
 		return stats, fmt.Errorf("stream %s: %w", o.Stream, err)
 	}

@@ -105,7 +105,11 @@ Examples:
 				return werr
 			}
 			if !pf.json {
-				fmt.Fprintf(e.stdout, "%d events for %s (%d events of stream %s read in %s)\n", n, describeKey(k), stats.Read, stats.Stream, stats.Took.Round(time.Millisecond))
+				noun := "events"
+				if n == 1 {
+					noun = "event"
+				}
+				fmt.Fprintf(e.stdout, "%d %s for %s (%d events of stream %s read in %s)\n", n, noun, describeKey(k), stats.Read, stats.Stream, stats.Took.Round(time.Millisecond))
 			}
 			return nil
 		}
