@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/revoked-dev/revoked/audit"
 	"github.com/revoked-dev/revoked/blocklist"
@@ -201,7 +203,7 @@ func describeEvent(f *audit.Finding) string {
 	var attrs []string
 	for _, kv := range [][2]string{{"reason", f.Reason}, {"revoked_by", f.RevokedBy}, {"source", f.Source}} {
 		if kv[1] != "" {
-			attrs = append(attrs, kv[0]+" "+kv[1])
+			attrs = append(attrs, kv[0]+" "+textValue(kv[1]))
 		}
 	}
 	s := fmt.Sprintf("%s at sequence %d", what, f.Seq)
@@ -271,6 +273,16 @@ func fmtClaimTime(raw json.RawMessage, now time.Time) string {
 	return s
 }
 
+// textValue is a value from the stream as text output shows it: as it is, or quoted
+// when it holds spaces, quotes, '=' or anything unprintable (a publisher's value must
+// not drive the operator's terminal).
+func textValue(v string) string {
+	if v == "" || strings.ContainsAny(v, " \"=\\") || strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(v)
+	}
+	return v
+}
+
 // findingLine is one event on one line, its fields as key=value (values quoted when
 // they hold spaces or quotes), for reading and for grep.
 func findingLine(f *audit.Finding) string {
@@ -280,10 +292,7 @@ func findingLine(f *audit.Finding) string {
 		if v == "" {
 			return
 		}
-		if strings.ContainsAny(v, " \"=\t\n") || v != strings.TrimSpace(v) {
-			v = fmt.Sprintf("%q", v)
-		}
-		fmt.Fprintf(&b, " %s=%s", k, v)
+		fmt.Fprintf(&b, " %s=%s", k, textValue(v))
 	}
 	t := func(k string, u int64) {
 		if u != 0 {

@@ -286,6 +286,17 @@ func TestExplainVerdicts(t *testing.T) {
 	}
 }
 
+func TestTextValue(t *testing.T) {
+	for v, want := range map[string]string{
+		"admin:7": "admin:7", "soc shift": `"soc shift"`, "a=b": `"a=b"`, "\x1b[31mred": `"\x1b[31mred"`,
+		"tab\there": `"tab\there"`, "ünïcode": "ünïcode", `back\slash`: `"back\\slash"`, "": `""`,
+	} {
+		if got := textValue(v); got != want {
+			t.Errorf("textValue(%q) = %s, want %s", v, got, want)
+		}
+	}
+}
+
 func TestExplainRefuses(t *testing.T) {
 	for name, c := range map[string]struct {
 		stdin string
