@@ -70,7 +70,7 @@ func (c *Settings) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.RequireJTI, "require-jti", true, "deny tokens without a jti claim (RFC 9068 requires it)")
 	fs.IntVar(&c.MaxEntries, "max-entries", revsync.DefaultMaxEntries, "live blocklist entries kept at most (about 65 bytes of memory each); a replica that reaches it stops being ready rather than drop revocations silently")
 	fs.StringVar(&c.SubjectHeader, "subject-header", "x-revoked-sub", "header sent upstream with the token's sub on OK; empty sends none")
-	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 20_000, "verified tokens remembered (about 1.3 KB plus the token itself each); 0 verifies every request")
+	fs.IntVar(&c.TokenCacheSize, "token-cache-size", 20_000, "verified tokens remembered (about 0.8 KB plus the token itself each); 0 verifies every request")
 	fs.DurationVar(&c.MaxStaleness, "max-staleness", 0, "replica age (time since NATS was last reachable) past which --stale-policy applies; 0 never")
 	fs.StringVar(&c.StalePolicy, "stale-policy", StaleServe, "past --max-staleness: serve (answer from the replica) or deny")
 	c.Shutdown.RegisterFlags(fs)
