@@ -148,6 +148,9 @@ func report(b *testing.B, name string, ds []time.Duration) {
 	if len(ds) == 0 {
 		return
 	}
+	if len(ds) <= 10 {
+		b.Logf("%s: %v", name, ds) // few and far apart: each one says something
+	}
 	slices.Sort(ds)
 	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
