@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -218,17 +219,17 @@ func writeExplainText(w io.Writer, tok *audit.Token, stats audit.Stats, found []
 	var hdr []string
 	for _, h := range []string{"alg", "kid", "typ"} {
 		if raw, ok := tok.Header[h]; ok {
-			hdr = append(hdr, h+"="+string(raw))
+			hdr = append(hdr, h+"="+jsonText(raw))
 		}
 	}
 	fmt.Fprintf(w, "  %-10s %s\n", "header", strings.Join(hdr, " "))
 	for _, name := range tok.ClaimNames() {
-		val := string(tok.Claims[name])
+		val := jsonText(tok.Claims[name])
 		switch name {
 		case "iat", "exp", "nbf", "auth_time":
 			val = fmtClaimTime(tok.Claims[name], now)
 		}
-		fmt.Fprintf(w, "  %-10s %s\n", name, val)
+		fmt.Fprintf(w, "  %-10s %s\n", textValue(name), val)
 	}
 	if stats.Read == 0 {
 		fmt.Fprintf(w, "\nStream %s: empty (%s)\n", stats.Stream, stats.Took.Round(time.Millisecond))
@@ -261,7 +262,7 @@ func writeExplainText(w io.Writer, tok *audit.Token, stats audit.Stats, found []
 func fmtClaimTime(raw json.RawMessage, now time.Time) string {
 	var f float64
 	if json.Unmarshal(raw, &f) != nil || f <= 0 || f > 1<<40 {
-		return string(raw)
+		return jsonText(raw)
 	}
 	t := time.Unix(int64(f), 0)
 	s := fmt.Sprintf("%s (%s)", t.UTC().Format(time.RFC3339), raw)
@@ -271,6 +272,24 @@ func fmtClaimTime(raw json.RawMessage, now time.Time) string {
 		s += fmt.Sprintf(", in %s", d)
 	}
 	return s
+}
+
+// jsonText is a claim's JSON as text output shows it: compact, every unprintable rune
+// escaped (JSON lets a token carry C1 controls unescaped).
+func jsonText(raw json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return strconv.Quote(string(raw))
+	}
+	var out strings.Builder
+	for _, r := range b.String() {
+		if unicode.IsPrint(r) {
+			out.WriteRune(r)
+		} else {
+			fmt.Fprintf(&out, "\\u%04x", r)
+		}
+	}
+	return out.String()
 }
 
 // textValue is a value from the stream as text output shows it: as it is, or quoted

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -293,6 +294,24 @@ func TestTextValue(t *testing.T) {
 	} {
 		if got := textValue(v); got != want {
 			t.Errorf("textValue(%q) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+// A token's claims may carry what a terminal obeys (JSON lets C1 controls through
+// unescaped): explain shows them escaped.
+func TestExplainEscapesClaims(t *testing.T) {
+	srv, _ := natsEnv(t)
+	enc := base64.RawURLEncoding.EncodeToString
+	raw := enc([]byte(`{"alg":"HS256","kid":"k\u001b[2J"}`)) + "." +
+		enc([]byte("{\"sub\":\"u\u009b31m\",\"auth_time\":\"\u009bx\",\"we ird\":1,\"exp\":4102444800}")) + ".c2ln"
+	r := cli(t, raw, "explain", "-", "--nats-url="+srv.URL()).want(t, exitFailed)
+	if strings.ContainsAny(r.stdout, "\u009b\u001b") {
+		t.Fatalf("an unprintable rune reached the output:\n%q", r.stdout)
+	}
+	for _, s := range []string{`kid="k\u001b[2J"`, `sub        "u\u009b31m"`, `auth_time  "\u009bx"`, `"we ird"   1`} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("output lacks %s:\n%s", s, r.stdout)
 		}
 	}
 }
