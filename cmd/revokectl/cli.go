@@ -79,7 +79,7 @@ Every flag can also be set in the environment as REVOKECTL_<FLAG>: --nats-url is
 REVOKECTL_NATS_URL, --nats-creds is REVOKECTL_NATS_CREDS. A flag on the command line wins.
 
 Exit status: 0 done; 1 not done (an event not acknowledged by the stream, a line not
-imported, a token denied by check, revoked or expired by explain); 2 bad command line;
+imported, a token denied by check, or revoked, expired or refused by explain); 2 bad command line;
 3 check could not reach the sidecar, or explain or history could not read the stream.
 
 Run 'revokectl <command> --help' for a command's flags and examples.
