@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 
+	"github.com/revoked-dev/revoked/authz"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
@@ -63,6 +65,9 @@ func TestRegionFollowsTheHub(t *testing.T) {
 	// threshold) and says not ready.
 	b := f.startSidecar(t)
 	strict := f.startSidecar(t, "--max-staleness", "1s", "--stale-policy", "deny")
+	// From its start until the link is back, it must never let a check through: it
+	// has been cut off longer than it may be.
+	servedCutOff := watchServing(strict)
 	testsupport.Until(t, 10*time.Second, "a sidecar started during the cut ready", func() bool { return b.s.Ready() })
 	for _, jti := range []string{"before", "live"} {
 		if !b.denies(f.token(jti)) {
@@ -82,6 +87,9 @@ func TestRegionFollowsTheHub(t *testing.T) {
 	// second; after a longer one (a slow machine) the mirror's consumer is set up again
 	// with the server's retry backoff, tens of seconds (BENCHMARKS.md), all the while
 	// stale.
+	if served := servedCutOff(); served {
+		t.Fatal("the --stale-policy deny sidecar started during the cut served checks before saying stale")
+	}
 	f.Link.Heal()
 	f.WaitLinked(t)
 	healedAt := time.Now()
@@ -136,5 +144,31 @@ func assertSameEvents(t *testing.T, f *fleet) {
 		if !bytes.Equal(hm.Data, mm.Data) || !hm.Time.Equal(mm.Time) {
 			t.Fatalf("sequence %d differs: hub %s at %v, mirror %s at %v", seq, hm.Data, hm.Time, mm.Data, mm.Time)
 		}
+	}
+}
+
+// watchServing polls whether s lets checks through until the returned function is
+// called, which says whether it ever did.
+func watchServing(s *regional) func() bool {
+	var served atomic.Bool
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if s.s.Authorizer.Gate() == authz.ReasonOK {
+				served.Store(true)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Microsecond):
+			}
+		}
+	}()
+	return func() bool {
+		close(stop)
+		<-done
+		return served.Load()
 	}
 }
