@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -80,4 +81,51 @@ func TestOtherSubjectsNeverApplied(t *testing.T) {
 	if !f.r.Ready() {
 		t.Fatalf("not ready: %s", f.r.NotReadyReason())
 	}
+}
+
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// TestReplayGC: a process serving with a low GC percent replays with at least
+// replayGCPercent, and gets its own setting back once the last replaying replica is
+// ready; a looser setting, or GC off, is left alone.
+func TestReplayGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	debug.SetGCPercent(25)
+	end1 := beginReplayGC()
+	end2 := beginReplayGC()
+	if p := gcPercent(); p != replayGCPercent {
+		t.Fatalf("replaying at %d%%, want %d%%", p, replayGCPercent)
+	}
+	end1()
+	end1()
+	if p := gcPercent(); p != replayGCPercent {
+		t.Fatalf("one replica still replays: %d%%, want %d%%", p, replayGCPercent)
+	}
+	end2()
+	if p := gcPercent(); p != 25 {
+		t.Fatalf("after the replays %d%%, want the process's 25%%", p)
+	}
+	for _, own := range []int{400, -1} {
+		debug.SetGCPercent(own)
+		end := beginReplayGC()
+		if p := gcPercent(); p != own {
+			t.Fatalf("replaying at %d%%, want the process's own %d%% left alone", p, own)
+		}
+		end()
+		if p := gcPercent(); p != own {
+			t.Fatalf("after the replay %d%%, want %d%%", p, own)
+		}
+	}
+
+	// A replica's first replay, with the sidecar's settings.
+	debug.SetGCPercent(25)
+	f := newFixture(t)
+	f.publish(t, "revocations.jti", jtiEvent("a"), "")
+	f.start(t)
+	testsupport.Until(t, 10*time.Second, "ready", f.r.Ready)
+	testsupport.Until(t, 5*time.Second, "GC percent restored", func() bool { return gcPercent() == 25 })
 }

@@ -79,6 +79,7 @@ type Replica struct {
 	lastSeq     atomic.Uint64 // last stream sequence applied
 	ready       atomic.Bool   // caught up with the stream since the last (re)start
 	readyOnce   gosync.Once
+	endReplayGC func() // ends the first replay's GC setting (replay.go)
 	readyCh     chan struct{}
 	full        atomic.Bool  // MaxEntries reached: entries were not kept
 	windowShort atomic.Bool  // the stream's MaxAge is shorter than the revocation window
@@ -296,6 +297,8 @@ func (r *Replica) Run(ctx context.Context) error {
 	r.checkMirror(info, r.now())
 	// With a usable snapshot, its state is loaded first and the stream replayed from
 	// the sequence after it (see snapshot.go).
+	r.endReplayGC = beginReplayGC()
+	defer r.endReplayGC() // never ready
 	r.loadSnapshot(ctx, info)
 	r.follow(ctx, r.lastSeq.Load()+1)
 	defer r.retired.Wait()
@@ -626,7 +629,12 @@ func (r *Replica) waitForStream(ctx context.Context) (*jetstream.StreamInfo, err
 
 func (r *Replica) markReady() {
 	if r.ready.CompareAndSwap(false, true) {
-		r.readyOnce.Do(func() { close(r.readyCh) })
+		r.readyOnce.Do(func() {
+			close(r.readyCh)
+			if r.endReplayGC != nil {
+				r.endReplayGC()
+			}
+		})
 		jti, cutoff := r.set.Len()
 		r.log.Info("replica caught up with the stream", "last_sequence", r.lastSeq.Load(), "jti_entries", jti, "cutoff_entries", cutoff)
 	}
