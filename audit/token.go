@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/revoked-dev/revoked/event"
 )
 
 // Token errors.
@@ -101,7 +103,7 @@ func decodeObject(seg string) (map[string]json.RawMessage, error) {
 }
 
 // Values returns the values a cutoff on claim is compared with, as the sidecar reads
-// them: client_id also matches azp; an operator's claim is read by ClaimText.
+// them: client_id also matches azp; an operator's claim is read by event.ClaimText.
 func (t *Token) Values(claim string) []string {
 	var vs []string
 	add := func(v string) {
@@ -118,7 +120,7 @@ func (t *Token) Values(claim string) []string {
 		add(t.ClientID)
 		add(t.Azp)
 	default:
-		add(ClaimText(t.Claims[claim]))
+		add(event.ClaimText(t.Claims[claim]))
 	}
 	return vs
 }
@@ -135,28 +137,6 @@ func (t *Token) ClaimNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// ClaimText is the text a cutoff value is compared with for an operator's claim, as
-// the sidecar reads it (authz/verify.go claimText): a string as it is; a number or a
-// boolean by its JSON text as the token has it (42 matches "42", 4.2e1 does not);
-// null, arrays and objects never match (""). raw is one JSON value.
-func ClaimText(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return ""
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return ""
-		}
-		return s
-	case c == '-' || c >= '0' && c <= '9', c == 't' || c == 'f':
-		return string(raw)
-	}
-	return ""
 }
 
 // Needles are the strings an event that names the token carries (see

@@ -73,16 +73,6 @@ func TestParseTokenRejects(t *testing.T) {
 	}
 }
 
-func TestClaimText(t *testing.T) {
-	for raw, want := range map[string]string{
-		`"acme"`: "acme", `42`: "42", `4.2e1`: "4.2e1", `true`: "true", `null`: "", `[1]`: "", `{"a":1}`: "", ``: "", `"\u0041"`: "A",
-	} {
-		if got := ClaimText([]byte(raw)); got != want {
-			t.Errorf("ClaimText(%s) = %q, want %q", raw, got, want)
-		}
-	}
-}
-
 // FuzzParseToken: any input either parses into a header and claims or fails with one
 // of the package's errors.
 func FuzzParseToken(f *testing.F) {

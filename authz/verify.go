@@ -182,28 +182,9 @@ func extraClaims(token string, names []string) map[string]string {
 	}
 	out := make(map[string]string, len(names))
 	for _, n := range names {
-		if s := claimText(all[n]); s != "" {
+		if s := event.ClaimText(all[n]); s != "" {
 			out[n] = s
 		}
 	}
 	return out
-}
-
-// claimText is the text a cutoff value is compared with (see extraClaims); "" for
-// none. raw is one valid JSON value, as json.Unmarshal left it.
-func claimText(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return ""
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return ""
-		}
-		return s
-	case c == '-' || c >= '0' && c <= '9', c == 't' || c == 'f':
-		return string(raw)
-	}
-	return "" // null, array, object
 }

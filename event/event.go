@@ -4,6 +4,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,28 @@ var DefaultCutoffClaims = []string{"sub", "sid", "client_id"}
 // this rule lives; every reader of cutoff events (replica, snapshot, ingest) uses it.
 func CutoffClaimAllowed(claim string, extra []string) bool {
 	return contains(DefaultCutoffClaims, claim) || contains(extra, claim)
+}
+
+// ClaimText is the text a cutoff's value is compared with, read from one JSON value
+// of a token's claim: a string as it is; a number or a boolean by its JSON text as the
+// token has it (tenant: 42 matches "42", 4.2e1 does not); "" (never matches) for
+// null, arrays and objects. The sidecar and revokectl explain both read claims by it.
+func ClaimText(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return s
+	case c == '-' || c >= '0' && c <= '9', c == 't' || c == 'f':
+		return string(raw)
+	}
+	return ""
 }
 
 // Event is one revocation. Fields a type does not use are left zero.

@@ -129,3 +129,13 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestClaimText(t *testing.T) {
+	for raw, want := range map[string]string{
+		`"acme"`: "acme", `42`: "42", `4.2e1`: "4.2e1", `true`: "true", `null`: "", `[1]`: "", `{"a":1}`: "", ``: "", `"\u0041"`: "A",
+	} {
+		if got := ClaimText([]byte(raw)); got != want {
+			t.Errorf("ClaimText(%s) = %q, want %q", raw, got, want)
+		}
+	}
+}
