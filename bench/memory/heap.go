@@ -26,13 +26,22 @@ func heapFigures(admin string) string {
 		{"go_memstats_heap_inuse_bytes", "heap_inuse"},
 		{"go_memstats_heap_released_bytes", "heap_released"},
 		{"go_memstats_sys_bytes", "go_sys"},
+		{"go_gc_duration_seconds_count", "gc_cycles"},
+		{`go_gc_duration_seconds{quantile="1"}`, "gc_pause_max"},
 	}
 	var out []string
 	for _, w := range want {
 		for line := range strings.SplitSeq(string(b), "\n") {
 			if v, ok := strings.CutPrefix(line, w.name+" "); ok {
 				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				out = append(out, fmt.Sprintf("%s=%.1fMiB", w.label, f/(1<<20)))
+				switch {
+				case strings.HasPrefix(w.label, "gc_cycles"):
+					out = append(out, fmt.Sprintf("%s=%.0f", w.label, f))
+				case strings.HasPrefix(w.label, "gc_pause"):
+					out = append(out, fmt.Sprintf("%s=%.0fµs", w.label, f*1e6))
+				default:
+					out = append(out, fmt.Sprintf("%s=%.1fMiB", w.label, f/(1<<20)))
+				}
 			}
 		}
 	}
