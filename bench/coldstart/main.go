@@ -41,12 +41,20 @@ func run() int {
 	dir := flag.String("dir", "", "work directory (default: a new temporary one, removed at the end)")
 	timeout := flag.Duration("timeout", 120*time.Second, "longest wait for one sidecar to be ready")
 	extra := flag.String("sidecar-args", "", "extra sidecar flags, space-separated")
+	sidecarEnv := flag.String("sidecar-env", "", "variables for the sidecar only (GOGC=25,GOMEMLIMIT=460MiB), comma-separated; several sets, ';'-separated, start in turn like -revoked binaries")
 	snapshot := flag.Bool("snapshot", false, "also build a snapshot at the stream's end, publish -tail more events, and measure a start from the snapshot")
 	tail := flag.Int("tail", 10_000, "with -snapshot: events published after the snapshot")
 	cpuProfile := flag.String("cpuprofile", "", "also replay once with the sidecar's replica in this process, writing its CPU profile here (nats-server's CPU is reported beside it)")
 	flag.Parse()
 	o := opts{natsBin: *natsBin, revokedBin: *revokedBin, n: *events, runs: *runs, dir: *dir, timeout: *timeout,
 		extra: strings.Fields(*extra), snapshot: *snapshot, tail: *tail, cpuProfile: *cpuProfile}
+	for set := range strings.SplitSeq(*sidecarEnv, ";") {
+		var env []string
+		if set != "" {
+			env = strings.Split(set, ",")
+		}
+		o.envs = append(o.envs, env)
+	}
 	if err := coldstart(o); err != nil {
 		fmt.Fprintln(os.Stderr, "coldstart:", err)
 		return 1
@@ -57,6 +65,7 @@ func run() int {
 type opts struct {
 	natsBin, revokedBin, dir string
 	cpuProfile               string
+	envs                     [][]string // variable sets for the sidecar; one empty set by default
 	n, runs, tail            int
 	timeout                  time.Duration
 	extra                    []string
@@ -99,15 +108,26 @@ func coldstart(o opts) error {
 
 	// Each binary of -revoked starts in turn, run after run, so that a comparison
 	// sees the same stream and the same neighbours on the machine.
-	bins := strings.Split(revokedBin, ",")
-	readies := make([][]time.Duration, len(bins))
+	// Every (binary, variable set) is one variant.
+	type variant struct {
+		bin   string
+		env   []string
+		label string
+	}
+	var variants []variant
+	for _, bin := range strings.Split(revokedBin, ",") {
+		for _, env := range o.envs {
+			variants = append(variants, variant{bin, env, strings.TrimSpace(bin + " " + strings.Join(env, ","))})
+		}
+	}
+	readies := make([][]time.Duration, len(variants))
 	for r := range runs {
-		for b, bin := range bins {
+		for b, v := range variants {
 			sock := filepath.Join(dir, "g"+strconv.Itoa(r)+"-"+strconv.Itoa(b)+".sock")
 			args := append([]string{"--grpc-addr", "unix://" + sock, "--http-addr", "", "--admin-addr", "127.0.0.1:0",
 				"--nats-url", url, "--jwks-file", filepath.Join(dir, "jwks.json"), "--log-level", "warn"}, extra...)
 			start := time.Now()
-			sc, err := benchkit.Start("revoked", filepath.Join(dir, "sidecar.log"), bin, args...)
+			sc, err := benchkit.StartEnv("revoked", filepath.Join(dir, "sidecar.log"), v.bin, v.env, args...)
 			if err != nil {
 				return err
 			}
@@ -120,16 +140,16 @@ func coldstart(o opts) error {
 			took := ready.Sub(start)
 			readies[b] = append(readies[b], took)
 			fmt.Printf("coldstart: run %d %s: exec to ready %.3fs, last event enforced, RSS %.0f MiB, CPU: sidecar %.2fs, nats-server %.2fs\n",
-				r+1, bin, took.Seconds(), float64(rss)/(1<<20), cpuTime(sc.Cmd.Process.Pid).Seconds(), (cpuTime(ns.Cmd.Process.Pid) - natsCPU).Seconds())
+				r+1, v.label, took.Seconds(), float64(rss)/(1<<20), cpuTime(sc.Cmd.Process.Pid).Seconds(), (cpuTime(ns.Cmd.Process.Pid) - natsCPU).Seconds())
 			sc.Stop()
 		}
 	}
-	for b, bin := range bins {
+	for b, v := range variants {
 		rs := readies[b]
 		slices.Sort(rs)
 		label := ""
-		if len(bins) > 1 {
-			label = " revoked=" + bin
+		if len(variants) > 1 {
+			label = " variant=" + strings.ReplaceAll(v.label, " ", "_")
 		}
 		fmt.Printf("FIGURE coldstart events=%d%s ready_median=%.3fs ready_min=%.3fs ready_max=%.3fs publish_rate=%.0f/s\n",
 			n, label, rs[len(rs)/2].Seconds(), rs[0].Seconds(), rs[len(rs)-1].Seconds(), float64(n)/pub.Seconds())
