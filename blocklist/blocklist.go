@@ -44,9 +44,31 @@ func New() *Set {
 }
 
 // scopeBit, the lowest bit of a key's hi half, marks the key of a client-scoped cutoff;
-// every other key has it clear. The cutoff table counts the keys carrying it, so that
-// Check skips a token's client-scoped lookups while no such cutoff exists.
-const scopeBit = 1
+// every other key has it clear. The two bits above it hold the class of the scoped
+// cutoff's claim (claimClass). The cutoff table counts scoped keys per class, so that
+// Check skips a token's client-scoped lookups of every claim no such cutoff names:
+// all of them while there is none, all but sub's when logouts scope cutoffs on sub.
+const (
+	scopeBit   = 1
+	classShift = 1
+	scopeBits  = scopeBit | 3<<classShift
+)
+
+// claimClass sorts claims for the count of scoped cutoffs: the built-in claims of
+// CONTRACT section 2 one class each, every other claim the last.
+func claimClass(claim string) uint64 {
+	switch claim {
+	case "sub":
+		return 0
+	case "sid":
+		return 1
+	case "client_id":
+		return 2
+	}
+	return 3
+}
+
+func scopedClass(k Key) uint64 { return k.hi >> classShift & 3 }
 
 // JTIKey is the key of token id jti of issuer iss. An empty iss is the key of an event
 // that applies to every issuer.
@@ -68,7 +90,7 @@ func (s *Set) ClientCutoffKey(iss, claim, value, clientID string) Key {
 		return s.CutoffKey(iss, claim, value)
 	}
 	k := s.key('s', iss, claim, value, clientID)
-	k.hi |= scopeBit
+	k.hi = k.hi&^scopeBits | scopeBit | claimClass(claim)<<classShift
 	return k
 }
 
@@ -164,7 +186,7 @@ func clamp(t int64) uint32 {
 
 type table struct {
 	count  atomic.Int64
-	scoped atomic.Int64 // entries whose key carries scopeBit
+	scoped [4]atomic.Int64 // entries whose key carries scopeBit, by claim class
 	shards [numShards]shard
 }
 
@@ -259,7 +281,7 @@ func (t *table) raise(k Key, v uint32) bool {
 	if !ok {
 		t.count.Add(1)
 		if k.hi&scopeBit != 0 {
-			t.scoped.Add(1)
+			t.scoped[scopedClass(k)].Add(1)
 		}
 	}
 	return !ok
@@ -285,7 +307,7 @@ func (t *table) purge(before int64) int {
 		return 0
 	}
 	limit := clamp(before)
-	removed, removedScoped := 0, 0
+	removed, removedScoped := 0, [4]int64{}
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -294,7 +316,9 @@ func (t *table) purge(before int64) int {
 			if k != (Key{}) && sh.vals[j] < limit {
 				sh.keys[j] = Key{}
 				gone++
-				removedScoped += int(k.hi & scopeBit)
+				if k.hi&scopeBit != 0 {
+					removedScoped[scopedClass(k)]++
+				}
 			}
 		}
 		if gone > 0 {
@@ -313,7 +337,9 @@ func (t *table) purge(before int64) int {
 		sh.mu.Unlock()
 	}
 	t.count.Add(-int64(removed))
-	t.scoped.Add(-int64(removedScoped))
+	for c, n := range removedScoped {
+		t.scoped[c].Add(-n)
+	}
 	return removed
 }
 
@@ -389,10 +415,15 @@ func (s *Set) Check(q *Query) Verdict {
 	if len(keys) == 0 || s.cutoff.count.Load() == 0 {
 		return NotRevoked
 	}
-	if q.scoped < len(keys) && s.cutoff.scoped.Load() == 0 {
-		keys = keys[:q.scoped] // no client-scoped cutoff anywhere: skip their lookups
+	for _, k := range keys[:q.scoped] {
+		if nb, ok := s.Cutoff(k); ok && (q.iat == 0 || q.iat < nb) {
+			return RevokedCutoff
+		}
 	}
-	for _, k := range keys {
+	for _, k := range keys[q.scoped:] {
+		if s.cutoff.scoped[scopedClass(k)].Load() == 0 {
+			continue // no client-scoped cutoff on this claim anywhere
+		}
 		if nb, ok := s.Cutoff(k); ok && (q.iat == 0 || q.iat < nb) {
 			return RevokedCutoff
 		}

@@ -94,13 +94,13 @@ func TestPurgeCountsScopedCutoffs(t *testing.T) {
 	s.AddCutoff(s.ClientCutoffKey("", "sub", "live", "web"), 900)
 	s.AddCutoff(s.CutoffKey("", "sub", "old"), 100)
 	s.AddJTI(s.JTIKey("", "j"), 100)
-	if got := s.cutoff.scoped.Load(); got != 2 {
+	if got := scopedCount(&s.cutoff); got != 2 {
 		t.Fatalf("scoped = %d, want 2", got)
 	}
 	if _, c := s.Purge(500, r); c != 2 {
 		t.Fatalf("purged %d cutoffs, want 2", c)
 	}
-	if got := s.cutoff.scoped.Load(); got != 1 {
+	if got := scopedCount(&s.cutoff); got != 1 {
 		t.Fatalf("scoped after purge = %d, want 1", got)
 	}
 	q := s.NewQuery("", "", 800, []Claim{{"sub", "live"}}, "web")
@@ -108,11 +108,46 @@ func TestPurgeCountsScopedCutoffs(t *testing.T) {
 		t.Fatal("live scoped cutoff lost")
 	}
 	s.Purge(2000, r)
-	if got := s.cutoff.scoped.Load(); got != 0 {
+	if got := scopedCount(&s.cutoff); got != 0 {
 		t.Fatalf("scoped after purging all = %d, want 0", got)
 	}
-	if got := s.jti.scoped.Load(); got != 0 {
+	if got := scopedCount(&s.jti); got != 0 {
 		t.Fatalf("jti keys counted as scoped: %d", got)
+	}
+}
+
+func scopedCount(t *table) (n int64) {
+	for i := range t.scoped {
+		n += t.scoped[i].Load()
+	}
+	return n
+}
+
+// Scoped cutoffs are counted per claim class, and Check skips the scoped lookups of a
+// class with none: a scoped cutoff of each class still matches, and one on an
+// operator's own claim shares the last class with every other such claim.
+func TestScopedCutoffClasses(t *testing.T) {
+	claims := []Claim{{"sub", "u"}, {"sid", "s"}, {"client_id", "c"}, {"tenant", "t"}, {"org", "o"}}
+	for _, c := range claims {
+		s := New()
+		s.AddCutoff(s.ClientCutoffKey("", c.Name, c.Value, "web"), 200)
+		q := s.NewQuery("i", "", 100, claims, "web")
+		if got := s.Check(&q); got != RevokedCutoff {
+			t.Errorf("cutoff on %s scoped to web: Check = %v", c.Name, got)
+		}
+		q = s.NewQuery("i", "", 100, claims, "mobile")
+		if got := s.Check(&q); got != NotRevoked {
+			t.Errorf("cutoff on %s scoped to web, token of mobile: Check = %v", c.Name, got)
+		}
+	}
+	s := New()
+	for _, c := range claims {
+		s.AddCutoff(s.ClientCutoffKey("", c.Name, c.Value, "web"), 200)
+	}
+	for class, want := range []int64{1, 1, 1, 2} {
+		if got := s.cutoff.scoped[class].Load(); got != want {
+			t.Errorf("class %d: %d scoped cutoffs, want %d", class, got, want)
+		}
 	}
 }
 
@@ -126,7 +161,7 @@ func FuzzCheckMatchesModel(f *testing.F) {
 	f.Add([]byte{0x3f, 0x3f, 0x3f, 0x3f, 0xbf, 0xbf, 0x40, 0x40, 0xff})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		issuers := []string{"", "i1", "i2"}
-		claims := []string{"sub", "sid", "client_id"}
+		claims := []string{"sub", "sid", "client_id", "org"}
 		values := []string{"a", "b", "web"}
 		clients := []string{"", "web", "mob"}
 		type mkey struct{ iss, claim, value, client string }
@@ -145,7 +180,7 @@ func FuzzCheckMatchesModel(f *testing.F) {
 					}
 				}
 			case op&0x80 == 0: // add a cutoff
-				k := mkey{issuers[int(op)%3], claims[int(op/3)%3], values[int(op/9)%3], clients[int(arg)%3]}
+				k := mkey{issuers[int(op)%3], claims[int(op/3)%4], values[int(op/12)%3], clients[int(arg)%3]}
 				nb := int64(arg/3) + 1
 				s.AddCutoff(s.ClientCutoffKey(k.iss, k.claim, k.value, k.client), nb)
 				model[k] = max(model[k], nb)
@@ -154,7 +189,7 @@ func FuzzCheckMatchesModel(f *testing.F) {
 				sub, sid := values[int(op/2)%3], values[int(op/6)%2]
 				clientID, azp := clients[int(arg)%3], clients[int(arg/3)%3]
 				iat := int64(arg / 9)
-				tc := []Claim{{"sub", sub}, {"sid", sid}, {"client_id", clientID}}
+				tc := []Claim{{"sub", sub}, {"sid", sid}, {"client_id", clientID}, {"org", values[int(op/24)%2]}}
 				if azp != "" && azp != clientID {
 					tc = append(tc, Claim{"client_id", azp})
 				}
@@ -181,8 +216,8 @@ func FuzzCheckMatchesModel(f *testing.F) {
 					scoped++
 				}
 			}
-			if _, c := s.Len(); c != len(model) || int(s.cutoff.scoped.Load()) != scoped {
-				t.Fatalf("op %d: %d cutoffs (%d scoped), model %d (%d)", i, c, s.cutoff.scoped.Load(), len(model), scoped)
+			if _, c := s.Len(); c != len(model) || int(scopedCount(&s.cutoff)) != scoped {
+				t.Fatalf("op %d: %d cutoffs (%d scoped), model %d (%d)", i, c, scopedCount(&s.cutoff), len(model), scoped)
 			}
 		}
 	})
