@@ -61,6 +61,7 @@ type Keys struct {
 	methods []string
 	loaded  atomic.Bool
 	gen     atomic.Uint64 // see Generation
+	refresh func(context.Context) error
 }
 
 // Generation counts the changes of the key set that can undo a verification: a key
@@ -104,6 +105,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Keys, error) {
 		}
 		k.storage = store
 		k.loaded.Store(true)
+		k.refresh = func(ctx context.Context) error { return reloadFile(ctx, store, cfg.File) }
 		refresh := cfg.Refresh
 		if refresh <= 0 || refresh > 10*time.Second {
 			refresh = 10 * time.Second
@@ -136,6 +138,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Keys, error) {
 		if !store.hasKeys(ctx) {
 			go retryFirstFetch(ctx, cfg.URL, opts, store, log)
 		}
+		k.refresh = func(ctx context.Context) error { return fetchOnce(ctx, cfg.URL, opts) }
 		st, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 			HTTPURLs: map[string]jwkset.Storage{cfg.URL: remote},
 			// An unknown kid (key rotation) triggers at most one fetch per 10 s; a

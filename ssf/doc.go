@@ -10,6 +10,7 @@
 // The files: config.go (the transmitters file), set.go (SET validation), subject.go
 // (subject identifiers, RFC 9493 and SSF 1.0), eventtypes.go (the event types known),
 // mapping.go (events to revocations),
-// receiver.go (the pipeline both deliveries share), push.go, poll.go, manage.go (stream
+// receiver.go (the pipeline both deliveries share), keywait.go (a SET under a key not
+// held yet waits for the keys to be fetched again, at most 5 s), push.go, poll.go, manage.go (stream
 // management at the transmitter: discovery, stream, verification), metrics.go.
 package ssf

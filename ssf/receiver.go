@@ -61,6 +61,7 @@ type Receiver struct {
 type transmitter struct {
 	cfg      *Transmitter
 	keys     *jwtkeys.Keys
+	keyWait  *keyWait                          // a SET's kid not held yet waits here for a fetch
 	pushAuth atomic.Pointer[[sha256.Size]byte] // nil: it does not push
 	pushRaw  atomic.Pointer[string]            // the push authorization, given to a stream it creates
 	bearer   atomic.Pointer[string]            // the receiver's token at the transmitter
@@ -112,6 +113,7 @@ func New(ctx context.Context, cfg *Config, pub Publisher, opts Options) (*Receiv
 		if err != nil {
 			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
+		t.keyWait = newKeyWait(t.keys)
 		if err := t.loadSecrets(); err != nil {
 			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
@@ -224,6 +226,9 @@ func (r *Receiver) receive(ctx context.Context, t *transmitter, raw string) (str
 		// failed; unacknowledged, it is delivered again.
 		r.count(t, name, "unavailable")
 		return name, fmt.Errorf("%w: the transmitter's keys are not loaded yet", errUnavailable)
+	}
+	if !t.keyWait.await(ctx, kidOf(raw)) {
+		return name, r.refused(t, name, "", setErr(CodeInvalidKey, "no key of the transmitter's JWKS matches the SET's kid, after fetching its keys again"))
 	}
 	ev, err := verifySET(raw, t.keys, t.cfg, t.maxAge, now)
 	if err != nil {

@@ -51,13 +51,15 @@ type Transmitter struct {
 	// receiver must refuse).
 	MetadataIssuer string
 
-	rsa  bool
-	ec   *ecdsa.PrivateKey
-	rk   *rsa.PrivateKey
-	kid  string
-	mu   sync.Mutex
-	seq  int
-	strm map[string]*Stream
+	rsa     bool
+	ec      *ecdsa.PrivateKey
+	rk      *rsa.PrivateKey
+	kid     string
+	shownAt time.Time           // when its JWKS starts listing the current key
+	old     []map[string]string // keys it signed with before, still in its JWKS
+	mu      sync.Mutex
+	seq     int
+	strm    map[string]*Stream
 	// poll delivery
 	pending []string          // jtis in order
 	sets    map[string]string // jti -> SET
@@ -94,18 +96,12 @@ func WithRSA() Option { return func(t *Transmitter) { t.rsa = true } }
 // New starts a transmitter; it stops when the test ends.
 func New(tb testing.TB, audience string, opts ...Option) *Transmitter {
 	tb.Helper()
-	t := &Transmitter{Audience: audience, Bearer: "receiver-token-" + randHex(8), kid: "k-" + randHex(4),
+	t := &Transmitter{Audience: audience, Bearer: "receiver-token-" + randHex(8),
 		strm: map[string]*Stream{}, sets: map[string]string{}, errs: map[string]SetErr{}}
 	for _, o := range opts {
 		o(t)
 	}
-	var err error
-	if t.rsa {
-		t.rk, err = rsa.GenerateKey(rand.Reader, 2048)
-	} else {
-		t.ec, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}
-	if err != nil {
+	if err := t.newKey(); err != nil {
 		tb.Fatal(err)
 	}
 	mux := http.NewServeMux()
@@ -142,14 +138,17 @@ func (t *Transmitter) Claims(eventType string, ev map[string]any) map[string]any
 // Sign signs claims as a SET: typ secevent+jwt and the key's kid; header entries
 // replace those (a nil value removes one).
 func (t *Transmitter) Sign(claims map[string]any, header map[string]any) string {
+	t.mu.Lock()
 	method := jwt.SigningMethod(jwt.SigningMethodES256)
 	var key crypto.Signer = t.ec
 	if t.rsa {
 		method, key = jwt.SigningMethodRS256, t.rk
 	}
+	kid := t.kid
+	t.mu.Unlock()
 	tok := jwt.NewWithClaims(method, jwt.MapClaims(claims))
 	tok.Header["typ"] = "secevent+jwt"
-	tok.Header["kid"] = t.kid
+	tok.Header["kid"] = kid
 	for k, v := range header {
 		if v == nil {
 			delete(tok.Header, k)
@@ -325,6 +324,20 @@ func (t *Transmitter) jwks(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "unavailable"})
 		return
 	}
+	t.mu.Lock()
+	keys := []any{}
+	for _, k := range t.old {
+		keys = append(keys, k)
+	}
+	if !time.Now().Before(t.shownAt) {
+		keys = append(keys, t.jwk())
+	}
+	t.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+}
+
+// jwk is the current key's public JWK; t.mu held (or t not yet shared).
+func (t *Transmitter) jwk() map[string]string {
 	var k map[string]string
 	if t.rsa {
 		k = map[string]string{"kty": "RSA", "alg": "RS256",
@@ -335,7 +348,32 @@ func (t *Transmitter) jwks(w http.ResponseWriter, _ *http.Request) {
 			"x": b64(pad(t.ec.X.Bytes())), "y": b64(pad(t.ec.Y.Bytes()))}
 	}
 	k["kid"], k["use"] = t.kid, "sig"
-	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{k}})
+	return k
+}
+
+// newKey generates the signing key and its kid; t.mu held (or t not yet shared).
+func (t *Transmitter) newKey() error {
+	var err error
+	if t.rsa {
+		t.rk, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		t.ec, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	t.kid = "k-" + randHex(4)
+	return err
+}
+
+// RotateKey makes the transmitter sign with a new key, under a new kid, from now on.
+// Its JWKS keeps the old keys and lists the new one only once visibleAfter has passed:
+// a transmitter may sign with a key a moment before its JWKS (behind a cache) shows it.
+func (t *Transmitter) RotateKey(visibleAfter time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.old = append(t.old, t.jwk())
+	if err := t.newKey(); err != nil {
+		panic(err)
+	}
+	t.shownAt = time.Now().Add(visibleAfter)
 }
 
 func (t *Transmitter) auth(h http.HandlerFunc) http.HandlerFunc {
@@ -491,4 +529,8 @@ func randHex(n int) string {
 }
 
 // KID is the kid of its signing key.
-func (t *Transmitter) KID() string { return t.kid }
+func (t *Transmitter) KID() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.kid
+}

@@ -1,0 +1,96 @@
+package ssf_test
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/revoked-dev/revoked/internal/testsupport"
+	"github.com/revoked-dev/revoked/ssf/ssftest"
+)
+
+// A transmitter that rotates its signing key is heard from its first SET under the new
+// key, pushed or polled: the receiver fetches the keys again and waits (at most 5 s)
+// rather than refusing the SET, which would make the transmitter drop the revocation.
+// Without the wait, a second rotation within jwtkeys' 10 s refresh limit, or a key the
+// JWKS lists a moment after the first SET it signs, is answered 400 invalid_key.
+func TestRotatedKeyIsWaitedFor(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	tx := &spec{tr: tr}
+	e := newEnv(t, tx)
+	credentialChange := func(user string) string {
+		c := tr.Claims(ssftest.CredentialChange, nil)
+		c["sub_id"] = ssftest.IssSub(tr.Issuer, user)
+		return tr.Sign(c, nil)
+	}
+	pushed := 0
+	accept := func(what, set string) {
+		t.Helper()
+		if code, errc := e.push(tx, set); code != http.StatusAccepted {
+			t.Fatalf("%s: %d %s, want 202", what, code, errc)
+		}
+		pushed++
+	}
+
+	tr.RotateKey(0)
+	accept("first rotation", credentialChange("u1"))
+	tr.RotateKey(0)
+	accept("second rotation within 10 s", credentialChange("u2"))
+	tr.RotateKey(1500 * time.Millisecond)
+	accept("key listed after the SET it signs", credentialChange("u3"))
+
+	// Several SETs under a new key at once: those that miss the first fetch wait for it
+	// (or the next) instead of being refused.
+	tr.RotateKey(300 * time.Millisecond)
+	var wg sync.WaitGroup
+	codes := make([]int, 6)
+	for i := range codes {
+		set := credentialChange("burst")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], _, _ = ssftest.Push(e.url, tx.auth, set)
+		}()
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != http.StatusAccepted {
+			t.Fatalf("burst SET %d: %d, want 202", i, code)
+		}
+	}
+	if got, want := len(e.events()), pushed+len(codes); got != want { // one event per SET (its id is the SET's)
+		t.Fatalf("%d events in the stream, want %d", got, want)
+	}
+
+	// A kid the transmitter never publishes is refused after the bounded wait.
+	start := time.Now()
+	if code, errc := e.push(tx, tr.Sign(tr.Claims(ssftest.CredentialChange, map[string]any{}), map[string]any{"kid": "never"})); code != http.StatusBadRequest || errc != "invalid_key" {
+		t.Fatalf("unknown kid: %d %s, want 400 invalid_key", code, errc)
+	}
+	if took := time.Since(start); took > 7*time.Second {
+		t.Fatalf("an unknown kid waited %s", took)
+	}
+}
+
+// The same for a polled transmitter: the SET under the new key is acknowledged, not
+// reported in setErrs.
+func TestRotatedKeyIsWaitedForWhenPolled(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	tx := &spec{tr: tr, extra: "    poll_endpoint: " + tr.PollURL() + "\n    poll_interval: 50ms\n"}
+	e := newEnv(t, tx)
+	tr.RotateKey(0)
+	tr.RotateKey(1500 * time.Millisecond)
+	c := tr.Claims(ssftest.CredentialChange, nil)
+	c["sub_id"] = ssftest.IssSub(tr.Issuer, "u1")
+	tr.Queue(tr.Sign(c, nil))
+	testsupport.Until(t, 15*time.Second, "SET acknowledged or refused", func() bool {
+		return len(tr.Acked())+len(tr.SetErrs()) > 0
+	})
+	if len(tr.SetErrs()) != 0 {
+		t.Fatalf("refused: %+v", tr.SetErrs())
+	}
+	if evs := e.events(); len(evs) != 1 || evs[0].Value != "u1" {
+		t.Fatalf("stream %+v", evs)
+	}
+}
