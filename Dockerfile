@@ -14,8 +14,14 @@ RUN go mod download
 COPY . .
 # Static binaries: no cgo, so they run on distroless/static (no libc).
 ENV CGO_ENABLED=0
-RUN go build -trimpath -ldflags="-s -w" -o /out/revoked ./cmd/revoked && \
-    go build -trimpath -ldflags="-s -w" -o /out/revokectl ./cmd/revokectl
+# What --version and revoked_build_info say, with the Makefile's -X names (make image
+# passes them; charts_test.go checks the names agree). .git is not in the build context,
+# so Go records no commit: without REVISION the revision is "unknown".
+ARG VERSION=""
+ARG REVISION=""
+RUN LDFLAGS="-s -w -X github.com/revoked-dev/revoked/internal/buildinfo.Version=${VERSION} -X github.com/revoked-dev/revoked/internal/buildinfo.Revision=${REVISION}" && \
+    go build -trimpath -ldflags="$LDFLAGS" -o /out/revoked ./cmd/revoked && \
+    go build -trimpath -ldflags="$LDFLAGS" -o /out/revokectl ./cmd/revokectl
 
 # distroless publishes no version tags, only rolling ones and digests: pin the digest in
 # CI (docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot) for

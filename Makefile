@@ -75,7 +75,7 @@ IMAGE_TAG ?= dev
 
 .PHONY: image
 image: ## Build the revoked + revokectl image (needs Docker)
-	docker build -t $(IMAGE):$(IMAGE_TAG) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(IMAGE_TAG) .
 
 .PHONY: helm-lint
 helm-lint: $(HELM) ## helm lint --strict the chart with its defaults and each ci/ value set
