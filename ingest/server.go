@@ -423,23 +423,11 @@ func (s *Server) publishFailed(w http.ResponseWriter, endpoint string, err error
 	writeJSON(w, code, apiErr)
 }
 
-// publishFailure is the answer to a publish that got no ack. 503 (retry; a retry is
-// never doubled) when a retry may succeed: no ack, or a refusal the stream itself
-// marks temporary (full, no leader). A refusal a retry cannot change is not 503, so
-// that no IdP retries it for ever: 413 for an event larger than the stream takes (the
-// request's fault), 500 for the rest (the set-up's: another stream on the subject).
+// publishFailure is the answer to a publish that got no ack: publish.FailureOf's
+// mapping (503 only when a retry may succeed), in the ingest API's error body.
 func publishFailure(err error) (int, apiError) {
-	var api *jetstream.APIError
-	if !errors.Is(err, publish.ErrRefused) || !errors.As(err, &api) || api.Code == http.StatusServiceUnavailable {
-		return http.StatusServiceUnavailable, apiError{"temporarily_unavailable",
-			"the revocation was not acknowledged by the stream; retry (a retry is never doubled)"}
-	}
-	if api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum {
-		return http.StatusRequestEntityTooLarge, apiError{"too_large",
-			"the stream refuses an event this large (its max_msg_size): sending it again cannot succeed"}
-	}
-	return http.StatusInternalServerError, apiError{"server_error",
-		fmt.Sprintf("the stream refused the revocation (%s): retrying cannot succeed until the operator fixes the set-up", api.Description)}
+	f := publish.FailureOf(err)
+	return f.Status, apiError{f.Code, f.Description}
 }
 
 // hashID is what the logs show of a jti: a short SHA-256 prefix.

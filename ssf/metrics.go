@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		sets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revoked_ssf_sets_received_total",
-			Help: "SETs received, pushed or polled, by transmitter, event type and result (published, duplicate, replayed, dry_run, ignored, recorded, unknown_event, unavailable, or the RFC 8935 error code).",
+			Help: "SETs received, pushed or polled, by transmitter, event type and result (published, duplicate, replayed, dry_run, ignored, recorded, unknown_event, unavailable, refused_by_stream, or the RFC 8935 error code).",
 		}, []string{"transmitter", "event_type", "result"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "revoked_ssf_events_published_total",

@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/revoked-dev/revoked/publish"
 )
 
 // pollRequest is the body of a poll (RFC 8936 section 2.4).
@@ -91,7 +93,13 @@ func (r *Receiver) pollLoop(ctx context.Context, t *transmitter) {
 				ack = append(ack, jti)
 			case errors.As(err, &se):
 				setErrs[jti] = pushError{Err: se.Code, Description: se.Description}
+			case publish.FailureOf(err).Status == http.StatusRequestEntityTooLarge:
+				// Its revocation is larger than the stream takes: delivering it again
+				// cannot help, so the transmitter is told, as for a SET refused.
+				setErrs[jti] = pushError{Err: CodeInvalidRequest, Description: publish.FailureOf(err).Description}
 			default:
+				// Not acknowledged, delivered again: an outage, or a set-up the operator
+				// must fix (another stream on the subject), logged and counted.
 				unavailable = true
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/revoked-dev/revoked/publish"
 )
 
 // pushError is the RFC 8935 section 2.3 error body.
@@ -26,8 +28,9 @@ func writePushError(w http.ResponseWriter, code int, errCode, desc string) {
 // unknown one is 401; a SET from another transmitter than the one it authenticates is
 // 403. The body is one SET, Content-Type application/secevent+jwt, at most MaxSETSize.
 // 202 only once the stream acknowledged its revocations (or it needs none); 400 with
-// {"err", "description"} for a SET refused; 503 when the stream did not acknowledge
-// (the transmitter retries, and the retry is never doubled).
+// {"err", "description"} for a SET refused; for a revocation the stream did not take,
+// publish.FailureOf's answer, the ingest API's: 503 when a retry may succeed (the
+// transmitter retries, and the retry is never doubled), 413 or 500 when it cannot.
 func (r *Receiver) PushHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodPost {
@@ -79,8 +82,11 @@ func (r *Receiver) PushHandler() http.Handler {
 		case errors.As(err, &se):
 			writePushError(w, http.StatusBadRequest, se.Code, se.Description)
 		default:
-			w.Header().Set("Retry-After", "1")
-			writePushError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the revocation was not acknowledged by the stream; retry (a retry is never doubled)")
+			f := publish.FailureOf(err)
+			if f.Retry() {
+				w.Header().Set("Retry-After", "1")
+			}
+			writePushError(w, f.Status, f.Code, f.Description)
 		}
 	})
 }

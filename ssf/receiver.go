@@ -211,7 +211,8 @@ func (r *Receiver) Ready(ctx context.Context) error {
 func (r *Receiver) Wait() { r.wg.Wait() }
 
 // errUnavailable is a SET whose revocations the stream did not acknowledge: answered
-// 503 to a push, left unacknowledged in a poll, so that the transmitter sends it again.
+// as publish.FailureOf says to a push (503 when a retry may succeed), left
+// unacknowledged in a poll (or reported, when a retry cannot help).
 var errUnavailable = errors.New("ssf: the stream did not acknowledge the revocation")
 
 // receive validates one SET from t and does what it asks; it returns the event type's
@@ -274,7 +275,7 @@ func (r *Receiver) receive(ctx context.Context, t *transmitter, raw string) (str
 		}
 	default:
 		if result, err = r.publish(ctx, t, p.events, log); err != nil {
-			r.count(t, name, "unavailable")
+			r.count(t, name, publishResult(err))
 			return name, err
 		}
 	}
@@ -289,7 +290,11 @@ func (r *Receiver) publish(ctx context.Context, t *transmitter, evs []event.Even
 	for _, e := range evs {
 		res, err := r.pub.Publish(ctx, e)
 		if err != nil {
-			log.Warn("ssf revocation not acknowledged by the stream", "err", err)
+			if publish.FailureOf(err).Retry() {
+				log.Warn("ssf revocation not acknowledged by the stream", "err", err)
+			} else {
+				log.Error("ssf revocation refused by the stream; a retry cannot help", "err", err)
+			}
 			return "", fmt.Errorf("%w: %w", errUnavailable, err)
 		}
 		if res.Duplicate {
@@ -301,6 +306,15 @@ func (r *Receiver) publish(ctx context.Context, t *transmitter, evs []event.Even
 		log.Info("ssf revocation published", "type", e.Type, "claim", e.Claim, "iss", e.Iss, "seq", res.Sequence, "duplicate", res.Duplicate)
 	}
 	return result, nil
+}
+
+// publishResult is the result label of a SET whose revocation was not published:
+// unavailable (a retry may succeed) or refused_by_stream (it cannot; publish.FailureOf).
+func publishResult(err error) string {
+	if publish.FailureOf(err).Retry() {
+		return "unavailable"
+	}
+	return "refused_by_stream"
 }
 
 func (r *Receiver) refused(t *transmitter, name, jti string, err error) error {
