@@ -60,6 +60,15 @@ test-explore: ## Explorer, long form: seeded random operations against real NATS
 test-soak: ## Bounded soak of a real sidecar (SOAK_DURATION, default 2m)
 	REVOKED_SOAK=1 REVOKED_SOAK_DURATION=$${SOAK_DURATION:-2m} $(GO) test -count=1 -timeout 15m -v ./soak
 
+.PHONY: test-idp
+test-idp: ## Tests against real IdPs, Ory Hydra and oidc-provider: installs gcc and node if missing, builds Hydra (~6 min the first time) and revoked, npm ci
+	@command -v gcc >/dev/null && command -v node >/dev/null && command -v npm >/dev/null || \
+	  { apt-get update && apt-get install -y gcc nodejs npm; }
+	cd test/idp/hydra && CGO_ENABLED=1 $(GO) build -tags sqlite,sqlite_omit_load_extension -o $(BIN)/hydra github.com/ory/hydra/v2
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/revoked ./cmd/revoked
+	cd test/idp/oidc-provider && npm ci --no-audit --no-fund
+	$(GO) test -tags idp -race -count=1 -timeout 10m -v $(RUN) ./test/idp/
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
