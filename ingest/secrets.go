@@ -1,19 +1,19 @@
 package ingest
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"log/slog"
-	"os"
+	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/revoked-dev/revoked/internal/filewatch"
 )
 
-// reloadEvery is how often secret and certificate files are read again, so that a
-// rotated Kubernetes Secret takes effect without a restart. Tests shorten it.
+// reloadEvery is how often secret and certificate files are polled for a change, so
+// that a rotated Kubernetes Secret takes effect without a restart. Tests shorten it.
 var reloadEvery = 10 * time.Second
 
 // secret is a secret read from a file, kept as its SHA-256 (compared in constant time)
@@ -61,64 +61,47 @@ func (s *secret) reload(log *slog.Logger) {
 type certFile struct {
 	certPath, keyPath string
 	cert              atomic.Pointer[tls.Certificate]
-	last              []byte
 }
 
 func loadCert(certPath, keyPath string) (*certFile, error) {
 	c := &certFile{certPath: certPath, keyPath: keyPath}
-	if _, err := c.reload(); err != nil {
+	if err := c.reload(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// reload reads the pair again; it reports whether it changed.
-func (c *certFile) reload() (bool, error) {
-	certPEM, err := os.ReadFile(c.certPath)
+// reload reads the pair again; a pair that does not load keeps the one served (a
+// certificate written before its key is a mismatch until the key follows).
+func (c *certFile) reload() error {
+	cert, err := tls.LoadX509KeyPair(c.certPath, c.keyPath)
 	if err != nil {
-		return false, err
-	}
-	keyPEM, err := os.ReadFile(c.keyPath)
-	if err != nil {
-		return false, err
-	}
-	both := append(append([]byte{}, certPEM...), keyPEM...)
-	if c.last != nil && bytes.Equal(both, c.last) {
-		return false, nil
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return false, err
+		return err
 	}
 	c.cert.Store(&cert)
-	c.last = both
-	return true, nil
+	return nil
 }
 
 func (c *certFile) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil }
 
-// watchFiles reloads the secrets and the certificate every interval until ctx ends.
-func (s *Server) watchFiles(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if s.bearer != nil {
-			s.bearer.reload(s.log)
-		}
-		for _, c := range s.clients {
-			c.reload(s.log)
-		}
-		if s.cert != nil {
-			if changed, err := s.cert.reload(); err != nil {
+// watchFiles adds the secret and certificate files to w, which reloads each when its
+// content changes (package filewatch). It is called before they are first read.
+func (s *Server) watchFiles(w *filewatch.Watcher) {
+	cfg := s.cfg
+	if cfg.BearerTokenFile != "" {
+		w.Add(func() { s.bearer.reload(s.log) }, cfg.BearerTokenFile)
+	}
+	for _, oc := range cfg.OAuthClients {
+		id, file, _ := strings.Cut(oc, ":")
+		w.Add(func() { s.clients[id].reload(s.log) }, file)
+	}
+	if cfg.TLSCert != "" {
+		w.Add(func() {
+			if err := s.cert.reload(); err != nil {
 				s.log.Warn("TLS certificate reload failed; keeping the old one", "err", err)
-			} else if changed {
-				s.log.Info("TLS certificate reloaded", "file", s.cert.certPath)
+				return
 			}
-		}
+			s.log.Info("TLS certificate reloaded", "file", cfg.TLSCert)
+		}, cfg.TLSCert, cfg.TLSKey)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/revoked-dev/revoked/internal/filewatch"
 	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/publish"
 	"github.com/revoked-dev/revoked/ssf"
@@ -72,6 +73,8 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{cfg: cfg, log: log, now: time.Now, replay: newReplayCache(), cancel: cancel}
 	s.logout, _ = cfg.logoutPolicy() // Validate checked it
+	var watch filewatch.Watcher
+	s.watchFiles(&watch) // before the files are read: a change in between is seen
 	ok := false
 	defer func() {
 		if !ok {
@@ -115,7 +118,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 			return nil, err
 		}
 	}
-	go s.watchFiles(ctx, reloadEvery)
+	go watch.Run(ctx, reloadEvery)
 
 	natsOpts := cfg.NATS
 	natsOpts.Name = "revoked-ingest"

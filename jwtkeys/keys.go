@@ -7,7 +7,6 @@
 package jwtkeys
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -28,6 +27,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/revoked-dev/revoked/internal/filewatch"
 )
 
 // AsymmetricMethods are the algorithms accepted with JWKS keys. The list is fixed: a
@@ -96,7 +97,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Keys, error) {
 	store := &keyStore{MemoryJWKSet: jwkset.NewMemoryStorage(), gen: &k.gen, log: log}
 	switch {
 	case cfg.File != "":
-		keys, raw, err := readJWKS(cfg.File)
+		var watch filewatch.Watcher // its state taken before the read: a change in between is seen
+		watch.Add(func() { reloadFileLogged(ctx, store, cfg.File, log) }, cfg.File)
+		keys, _, err := readJWKS(cfg.File)
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +113,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Keys, error) {
 		if refresh <= 0 || refresh > 10*time.Second {
 			refresh = 10 * time.Second
 		}
-		go watchFile(ctx, store, cfg.File, raw, refresh, log)
+		go watch.Run(ctx, refresh)
 	case cfg.URL != "":
 		client := cfg.HTTPClient
 		if client == nil {
@@ -383,32 +386,14 @@ func readJWKS(path string) ([]jwkset.JWK, []byte, error) {
 	return keys, raw, nil
 }
 
-// watchFile reloads the JWKS file when its content changes (a mounted ConfigMap is
-// replaced atomically on key rotation). A broken file keeps the old keys.
-func watchFile(ctx context.Context, st *keyStore, path string, last []byte, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		keys, raw, err := readJWKS(path)
-		if err != nil {
-			log.Warn("jwks file reload failed; keeping the old keys", "err", err)
-			continue
-		}
-		if bytes.Equal(raw, last) {
-			continue
-		}
-		if err := st.KeyReplaceAll(ctx, keys); err != nil {
-			log.Warn("jwks file reload failed; keeping the old keys", "err", err)
-			continue
-		}
-		last = raw
-		log.Info("jwks file reloaded", "keys", len(keys))
+// reloadFileLogged reloads the JWKS file once the watcher saw it change (a mounted
+// ConfigMap is replaced atomically on key rotation). A broken file keeps the old keys.
+func reloadFileLogged(ctx context.Context, st *keyStore, path string, log *slog.Logger) {
+	if err := reloadFile(ctx, st, path); err != nil {
+		log.Warn("jwks file reload failed; keeping the old keys", "err", err)
+		return
 	}
+	log.Info("jwks file reloaded", "file", path)
 }
 
 // HasKID reports whether a key with kid is held now. It never fetches: a caller that

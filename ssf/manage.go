@@ -270,7 +270,7 @@ func (r *Receiver) call(ctx context.Context, t *transmitter, method, u string, i
 // Start begins, for each transmitter, its stream management (when configured) and its
 // poll worker (when it is polled). They stop when ctx ends; Wait waits for them.
 func (r *Receiver) Start(ctx context.Context) {
-	r.wg.Go(func() { r.reloadSecrets(ctx) })
+	r.wg.Go(func() { r.watch.Run(ctx, r.opts.SecretReload) })
 	for _, t := range r.list {
 		if t.cfg.Stream != nil {
 			r.wg.Go(func() { r.manage(ctx, t) })

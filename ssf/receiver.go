@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/internal/filewatch"
 	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/publish"
 )
@@ -40,8 +41,9 @@ type Options struct {
 	// HTTPClient polls and manages streams; default 90 s timeout (long polls).
 	HTTPClient *http.Client
 	Now        func() time.Time
-	// SecretReload is how often the push authorization and bearer token files are read
-	// again (a rotated Kubernetes Secret takes effect without a restart); default 10s.
+	// SecretReload is how often the push authorization and bearer token files are
+	// polled for a change (a rotated Kubernetes Secret takes effect without a restart;
+	// package filewatch); default 10s.
 	SecretReload time.Duration
 }
 
@@ -54,6 +56,7 @@ type Receiver struct {
 	log      *slog.Logger
 	metrics  *metrics
 	replay   *replayCache
+	watch    filewatch.Watcher // the secret files
 	wg       sync.WaitGroup
 }
 
@@ -114,7 +117,7 @@ func New(ctx context.Context, cfg *Config, pub Publisher, opts Options) (*Receiv
 			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
 		t.keyWait = newKeyWait(t.keys)
-		if err := t.loadSecrets(); err != nil {
+		if err := r.loadSecrets(t); err != nil {
 			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
 		if tc.PollEndpoint != "" {
@@ -144,44 +147,49 @@ func (r *Receiver) checkClaims(t *Transmitter) error {
 	return nil
 }
 
-// loadSecrets reads the push authorization and bearer token files; on an error the
-// values held before stay.
-func (t *transmitter) loadSecrets() error {
-	if f := t.cfg.PushAuthorizationFile; f != "" {
-		v, err := readSecret(f)
-		if err != nil {
-			return fmt.Errorf("push_authorization_file: %w", err)
+// loadSecrets reads the push authorization and bearer token files, and has w read
+// each again when it changes (on an error, the value held before stays).
+func (r *Receiver) loadSecrets(t *transmitter) error {
+	for _, s := range []struct {
+		file, what string
+		load       func(string) error
+	}{
+		{t.cfg.PushAuthorizationFile, "push_authorization_file", t.setPushAuth},
+		{t.cfg.BearerTokenFile, "bearer_token_file", t.setBearer},
+	} {
+		if s.file == "" {
+			continue
 		}
-		sum := sha256.Sum256([]byte(v))
-		t.pushAuth.Store(&sum)
-		t.pushRaw.Store(&v)
-	}
-	if f := t.cfg.BearerTokenFile; f != "" {
-		v, err := readSecret(f)
-		if err != nil {
-			return fmt.Errorf("bearer_token_file: %w", err)
+		r.watch.Add(func() { // before the first read: a change in between is seen
+			if err := s.load(s.file); err != nil {
+				r.log.Warn("ssf secret reload failed; keeping the old one", "transmitter", t.cfg.Issuer, "file", s.what, "err", err)
+			}
+		}, s.file)
+		if err := s.load(s.file); err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
 		}
-		t.bearer.Store(&v)
 	}
 	return nil
 }
 
-// reloadSecrets reads the secret files again every SecretReload until ctx ends.
-func (r *Receiver) reloadSecrets(ctx context.Context) {
-	tick := time.NewTicker(r.opts.SecretReload)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for _, t := range r.list {
-			if err := t.loadSecrets(); err != nil {
-				r.log.Warn("ssf secret reload failed; keeping the old one", "transmitter", t.cfg.Issuer, "err", err)
-			}
-		}
+func (t *transmitter) setPushAuth(file string) error {
+	v, err := readSecret(file)
+	if err != nil {
+		return err
 	}
+	sum := sha256.Sum256([]byte(v))
+	t.pushAuth.Store(&sum)
+	t.pushRaw.Store(&v)
+	return nil
+}
+
+func (t *transmitter) setBearer(file string) error {
+	v, err := readSecret(file)
+	if err != nil {
+		return err
+	}
+	t.bearer.Store(&v)
+	return nil
 }
 
 func readSecret(path string) (string, error) {
