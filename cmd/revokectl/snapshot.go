@@ -6,9 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"time"
 
+	"github.com/revoked-dev/revoked/internal/buildinfo"
 	revsync "github.com/revoked-dev/revoked/sync"
 )
 
@@ -219,13 +219,10 @@ func writeNew(path string, b []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-// builder names who built a snapshot: revokectl's version and the host, for the log of
-// the sidecars that load it.
+// builder names who built a snapshot: revokectl's build (as --version says it) and the
+// host, for the log of the sidecars that load it.
 func builder() string {
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
+	b := buildinfo.Get()
 	host, _ := os.Hostname()
-	return fmt.Sprintf("revokectl %s on %s", v, host)
+	return fmt.Sprintf("revokectl %s (%s) on %s", b.Version, b.Revision, host)
 }
