@@ -115,7 +115,7 @@ var valueSets = map[string]valueSet{
 	"ingest": {
 		file: "ci/ingest-values.yaml",
 		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 2, "PodDisruptionBudget": 1, "ServiceAccount": 1,
-			"Ingress": 1, "HorizontalPodAutoscaler": 1, "NetworkPolicy": 3},
+			"Ingress": 1, "HorizontalPodAutoscaler": 1, "NetworkPolicy": 3, "ConfigMap": 1},
 	},
 	"example-unix": {
 		file:    "ci/example-unix-values.yaml",
@@ -655,6 +655,8 @@ func checkIngest(t *testing.T, m *manifests) {
 	} else if _, err := ingestd.ParseSettings(c.Args[1:]); err != nil {
 		t.Errorf("revoked ingest refuses the rendered args %v: %v", c.Args, err)
 	}
+	// The transmitters file, when there is one, is one ingest's ssf loader accepts.
+	loadSSF(t, m, dep.Spec.Template.Spec, c)
 	checkProbe(t, "ingest readiness", c, c.ReadinessProbe, "/readyz")
 	checkProbe(t, "ingest startup", c, c.StartupProbe, "/readyz")
 	checkProbe(t, "ingest liveness", c, c.LivenessProbe, "/healthz")

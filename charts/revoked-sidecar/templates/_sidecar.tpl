@@ -108,6 +108,9 @@ so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by it).
     {{- end }}
     # The revocation window, the same value the stream's MaxAge is derived from.
     - --max-token-lifetime={{ $root.Values.revocationWindow }}
+    {{- range $root.Values.cutoffClaims }}
+    - --cutoff-claim={{ . }}
+    {{- end }}
     # On SIGTERM, keep answering this long: Envoy drains its requests meanwhile.
     - --shutdown-delay={{ int $v.shutdownDelaySeconds }}s
     - --max-staleness={{ $v.maxStaleness }}

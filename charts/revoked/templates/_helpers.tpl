@@ -21,7 +21,8 @@ capabilities:
 {{- end }}
 
 {{/*
-Volume mounts of the ingest container: NATS files, the bearer token, TLS, the client CA.
+Volume mounts of the ingest container: NATS files, the bearer token, TLS, the client CA,
+and the files of _ingest.tpl.
 */}}
 {{- define "revoked.ingestVolumeMounts" -}}
 {{- $i := .Values.ingest }}
@@ -40,6 +41,9 @@ Volume mounts of the ingest container: NATS files, the bearer token, TLS, the cl
 - name: client-ca
   mountPath: /etc/revoked/ingest/client-ca
   readOnly: true
+{{- end }}
+{{- with include "revoked.ingestFileVolumeMounts" . | trim }}
+{{ . }}
 {{- end }}
 {{- with $i.pod.extraVolumeMounts }}
 {{ toYaml . }}
@@ -66,6 +70,9 @@ Volumes of the ingest pod, matching revoked.ingestVolumeMounts.
 - name: client-ca
   secret:
     secretName: {{ . }}
+{{- end }}
+{{- with include "revoked.ingestFileVolumes" . | trim }}
+{{ . }}
 {{- end }}
 {{- with $i.pod.extraVolumes }}
 {{ toYaml . }}

@@ -1,0 +1,303 @@
+package charts
+
+// The ingest API's flags the chart renders from values: the mTLS allow-list, OAuth
+// clients, back-channel logout, cutoff claims and the Shared Signals transmitters file
+// (loaded with the ssf package's own loader, so the chart cannot render a file that
+// `revoked ingest` refuses).
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/revoked-dev/revoked/ssf"
+)
+
+// flagValues returns every value of a repeated --name=value argument, in order.
+func flagValues(c corev1.Container, name string) []string {
+	var out []string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// mountedFile says where a file a container reads comes from: the kind ("Secret" or
+// "ConfigMap"), the object's name and the key, found through the volume mounted at the
+// file's directory. ok is false for a file no volume provides.
+type mountedFile struct{ kind, name, key string }
+
+func fileSource(spec corev1.PodSpec, c corev1.Container, file string) (mountedFile, bool) {
+	for _, vm := range c.VolumeMounts {
+		if filepath.Dir(file) != filepath.Clean(vm.MountPath) {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			switch {
+			case v.Name != vm.Name:
+			case v.Secret != nil:
+				return mountedFile{"Secret", v.Secret.SecretName, filepath.Base(file)}, true
+			case v.ConfigMap != nil:
+				return mountedFile{"ConfigMap", v.ConfigMap.Name, filepath.Base(file)}, true
+			}
+		}
+	}
+	return mountedFile{}, false
+}
+
+// ingestPod returns the ingest Deployment and its container.
+func ingestPod(t *testing.T, m *manifests) (appsv1.Deployment, corev1.Container) {
+	t.Helper()
+	for _, d := range m.deployments {
+		if strings.HasSuffix(d.Name, "-ingest") {
+			return d, container(t, d.Spec.Template.Spec, "ingest")
+		}
+	}
+	t.Fatal("no ingest Deployment")
+	return appsv1.Deployment{}, corev1.Container{}
+}
+
+// loadSSF loads the rendered --ssf-transmitters file with ssf.LoadConfig, from a copy at
+// the path the container reads it; nil when the flag is not set.
+func loadSSF(t *testing.T, m *manifests, spec corev1.PodSpec, c corev1.Container) *ssf.Config {
+	t.Helper()
+	path := flags(c)["ssf-transmitters"]
+	if path == "" {
+		return nil
+	}
+	src, ok := fileSource(spec, c, path)
+	if !ok || src.kind != "ConfigMap" {
+		t.Fatalf("--ssf-transmitters %s is not mounted from a ConfigMap (%+v)", path, src)
+	}
+	var data string
+	for _, cm := range m.configMaps {
+		if cm.Name == src.name {
+			data, ok = cm.Data[src.key]
+		}
+	}
+	if !ok {
+		t.Fatalf("ConfigMap %s with key %s is not rendered", src.name, src.key)
+	}
+	file := filepath.Join(t.TempDir(), src.key)
+	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ssf.LoadConfig(file)
+	if err != nil {
+		t.Fatalf("revoked ingest would refuse the rendered transmitters file: %v\n%s", err, data)
+	}
+	return cfg
+}
+
+// TestIngestSSFAndLogout renders testdata/ssf-values.yaml (every key of the transmitters,
+// the OAuth clients and logout) and checks what `revoked ingest` would read: the
+// arguments parse, the transmitters file loads and says what the values say, and every
+// file it names is the key of the Secret or ConfigMap the values name.
+func TestIngestSSFAndLogout(t *testing.T) {
+	m := render(t, "-f", filepath.Join("testdata", "ssf-values.yaml"))
+	checkIngest(t, m) // also: ingestd.ParseSettings accepts the arguments
+	dep, c := ingestPod(t, m)
+	spec := dep.Spec.Template.Spec
+	for _, p := range m.podSpecs() {
+		checkPod(t, p.name, p.spec)
+	}
+
+	cfg := loadSSF(t, m, spec, c)
+	if cfg == nil {
+		t.Fatal("no --ssf-transmitters")
+	}
+	d := func(s string) ssf.Duration {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ssf.Duration(v)
+	}
+	want := []ssf.Transmitter{{
+		Issuer:                "https://idp.example.com/realms/shop",
+		JWKSURI:               "https://idp.example.com/realms/shop/ssf/jwks",
+		Audience:              "https://revoked.example.com",
+		PushAuthorizationFile: "/etc/revoked/ingest/ssf/0/push/authorization",
+		TokenIssuers:          []string{"https://idp.example.com/realms/shop"},
+		LegacyTyp:             []string{""},
+		Events: map[string]ssf.Policy{"session-revoked": ssf.PolicyRevoke, "credential-change": ssf.PolicyDryRun,
+			"https://schemas.openid.net/secevent/risc/event-type/account-purged": ssf.PolicyIgnore},
+		UserClaim:       "sub",
+		EmailClaim:      "email",
+		MaxAge:          d("12h"),
+		BearerTokenFile: "/etc/revoked/ingest/ssf/0/bearer/access-token",
+		PollInterval:    d("1s"),
+		Stream: &ssf.StreamSettings{Delivery: "push", PushEndpoint: "https://revoked.example.com/ssf/events",
+			EventsRequested: []string{"https://schemas.openid.net/secevent/caep/event-type/session-revoked"}, VerifyEvery: d("1h")},
+	}, {
+		Issuer:          "https://okta.example.com",
+		Audience:        "revoked",
+		JWKSFile:        "/etc/revoked/ingest/ssf/1/jwks/keys.json",
+		TokenIssuers:    []string{"https://okta.example.com"},
+		PollEndpoint:    "https://okta.example.com/ssf/poll",
+		DryRun:          true,
+		EmailSubjects:   true,
+		UserClaim:       "uid",
+		EmailClaim:      "email",
+		Quirks:          ssf.Quirks{SubjectInEvent: true, MillisecondTimestamps: true},
+		BearerTokenFile: "/etc/revoked/ingest/ssf/1/bearer/token",
+		PollInterval:    d("5s"),
+	}}
+	if !reflect.DeepEqual(cfg.Transmitters, want) {
+		t.Errorf("transmitters file loads as\n%+v\nwant\n%+v", cfg.Transmitters, want)
+	}
+	// Each file the transmitters file names is the value's Secret or ConfigMap key.
+	files := map[string]mountedFile{
+		"/etc/revoked/ingest/ssf/0/push/authorization":  {"Secret", "ssf-keycloak-push", "authorization"},
+		"/etc/revoked/ingest/ssf/0/bearer/access-token": {"Secret", "ssf-keycloak-token", "access-token"},
+		"/etc/revoked/ingest/ssf/1/jwks/keys.json":      {"ConfigMap", "okta-ssf-jwks", "keys.json"},
+		"/etc/revoked/ingest/ssf/1/bearer/token":        {"Secret", "ssf-okta-token", "token"},
+	}
+	for _, tr := range cfg.Transmitters {
+		for _, f := range []string{tr.PushAuthorizationFile, tr.BearerTokenFile, tr.JWKSFile} {
+			if f == "" {
+				continue
+			}
+			if got, ok := fileSource(spec, c, f); !ok || got != files[f] {
+				t.Errorf("%s: %s comes from %+v, want %+v", tr.Issuer, f, got, files[f])
+			}
+		}
+	}
+
+	// OAuth clients: each secret file is its Secret's key; only the privileged one is.
+	oauth := map[string]mountedFile{"shop": {"Secret", "oauth-shop", "client-secret"}, "admin-console": {"Secret", "oauth-admin", "secret"}}
+	clients := flagValues(c, "oauth-client")
+	if len(clients) != len(oauth) {
+		t.Errorf("--oauth-client %v, want %d", clients, len(oauth))
+	}
+	for _, oc := range clients {
+		id, file, _ := strings.Cut(oc, ":")
+		if got, ok := fileSource(spec, c, file); !ok || got != oauth[id] {
+			t.Errorf("client %s: secret file %s from %+v, want %+v", id, file, got, oauth[id])
+		}
+	}
+	if p := flagValues(c, "oauth-privileged-client"); !slices.Equal(p, []string{"admin-console"}) {
+		t.Errorf("--oauth-privileged-client %v", p)
+	}
+
+	// Logout.
+	for name, want := range map[string][]string{
+		"logout-audience":          {"shop"},
+		"logout-cutoff":            {"client", "https://idp.example.com=sid"},
+		"logout-allow-missing-exp": {"https://hydra.example.com"},
+		"logout-max-age":           {"60s"},
+	} {
+		if got := flagValues(c, name); !slices.Equal(got, want) {
+			t.Errorf("--%s %v, want %v", name, got, want)
+		}
+	}
+
+	// One cutoffClaims list for ingest and every sidecar: a sidecar that did not allow uid
+	// would skip the cutoffs the Okta transmitter publishes.
+	if got := flagValues(c, "cutoff-claim"); !slices.Equal(got, []string{"uid", "email"}) {
+		t.Errorf("ingest --cutoff-claim %v", got)
+	}
+	for _, p := range m.podSpecs() {
+		for _, rc := range append(slices.Clone(p.spec.InitContainers), p.spec.Containers...) {
+			if rc.Name == "revoked" && !slices.Equal(flagValues(rc, "cutoff-claim"), []string{"uid", "email"}) {
+				t.Errorf("%s: sidecar --cutoff-claim %v", p.name, flagValues(rc, "cutoff-claim"))
+			}
+		}
+	}
+
+	// The file is read at start: a change to it rolls the pods.
+	sum := dep.Spec.Template.Annotations["checksum/ssf-transmitters"]
+	m2 := render(t, "-f", filepath.Join("testdata", "ssf-values.yaml"), "--set", "ingest.ssf.transmitters[1].pollInterval=6s")
+	dep2, _ := ingestPod(t, m2)
+	if sum == "" || dep2.Spec.Template.Annotations["checksum/ssf-transmitters"] == sum {
+		t.Errorf("checksum/ssf-transmitters %q, after a change %q", sum, dep2.Spec.Template.Annotations["checksum/ssf-transmitters"])
+	}
+}
+
+// TestIngestMTLSAllowList: mutual TLS renders --client-cert-name for each allowed name,
+// and the render fails without one (any certificate the CA signs could publish).
+func TestIngestMTLSAllowList(t *testing.T) {
+	base := []string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", "ingest.auth.clientCASecret.name=ca", "ingest.tls.secretName=tls"}
+	m := render(t, sets(append(base, "ingest.auth.clientCertNames={idp.example.com,spiffe://cluster.local/ns/idp/sa/keycloak}")...)...)
+	checkIngest(t, m)
+	_, c := ingestPod(t, m)
+	if got := flagValues(c, "client-cert-name"); !slices.Equal(got, []string{"idp.example.com", "spiffe://cluster.local/ns/idp/sa/keycloak"}) {
+		t.Errorf("--client-cert-name %v", got)
+	}
+	if _, err := helm(t, append([]string{"template", "rel", chartDir}, sets(base...)...)...); err == nil ||
+		!strings.Contains(err.Error(), "needs ingest.auth.clientCertNames") {
+		t.Errorf("mutual TLS without an allow-list: %v", err)
+	}
+}
+
+// TestIngestTemplateFailures: settings `revoked ingest` (or its ssf loader) would refuse
+// at start fail the render, with a message naming the value.
+func TestIngestTemplateFailures(t *testing.T) {
+	base := []string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", "ingest.auth.bearerTokenSecret.name=tok"}
+	jwks := "ingest.auth.jwksUrl=https://idp.example.com/jwks"
+	tr := "ingest.ssf.transmitters[0]."
+	pushed := []string{tr + "issuer=https://idp.example.com", tr + "audience=revoked", tr + "jwksUri=https://idp.example.com/ssf/jwks",
+		tr + "pushAuthorizationSecret.name=push"}
+	cases := map[string]struct {
+		sets []string
+		want string
+	}{
+		// Before: the chart took a JWKS URL as caller authentication; ingest refuses to start.
+		"JWKS alone authenticates no caller": {[]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", jwks}, "needs caller authentication"},
+		"allow-list without a CA":            {append(slices.Clone(base), "ingest.auth.clientCertNames={idp}"), "clientCertNames needs ingest.auth.clientCASecret.name"},
+		"OAuth clients without JWKS":         {append(slices.Clone(base), "ingest.auth.oauthClients[0].id=shop", "ingest.auth.oauthClients[0].secretName=s"), "oauthClients needs ingest.auth.jwksUrl"},
+		"logout without JWKS":                {append(slices.Clone(base), "ingest.logout.audiences={shop}"), "logout.audiences needs ingest.auth.jwksUrl"},
+		"logout issuer not accepted": {append(slices.Clone(base), jwks, "ingest.auth.issuers={https://idp.example.com}", "ingest.logout.allowMissingExp={https://hydra.example.com}"),
+			"issuer https://hydra.example.com, which is not in ingest.auth.issuers"},
+		"transmitter with two key sources":         {append(append(slices.Clone(base), pushed...), tr+"jwksConfigMap.name=keys"), "set jwksUri or jwksConfigMap, one of them"},
+		"pushed transmitter without authorization": {append(slices.Clone(base), pushed[:3]...), "pushAuthorizationSecret is required unless it is polled"},
+		"polled transmitter without a token": {append(append(slices.Clone(base), pushed[:3]...), tr+"pollEndpoint=https://idp.example.com/poll"),
+			"polling and stream management need bearerTokenSecret"},
+		"user claim the sidecars refuse": {append(append(slices.Clone(base), pushed...), tr+"userClaim=uid"), "revokes by claim uid: add it to cutoffClaims"},
+		"email subjects the sidecars refuse": {append(append(slices.Clone(base), pushed...), tr+"emailSubjects=true", "cutoffClaims={uid}"),
+			"revokes by claim email: add it to cutoffClaims"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := helm(t, append([]string{"template", "rel", chartDir}, sets(tc.sets...)...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestIngestSchemaRejects: the schema refuses the new values' typos and wrong values.
+func TestIngestSchemaRejects(t *testing.T) {
+	tr := "ingest.ssf.transmitters[0]."
+	cases := map[string]struct{ set, want string }{
+		"the file's own key":         {tr + "jwks_uri=https://idp/jwks", "additional properties 'jwks_uri' not allowed"},
+		"unknown quirk":              {tr + "quirks.okta=true", "additional properties 'okta' not allowed"},
+		"policy":                     {tr + "events.session-revoked=block", "at '/ingest/ssf/transmitters/0/events/session-revoked'"},
+		"transmitter keys over HTTP": {tr + "jwksUri=http://idp/jwks", "at '/ingest/ssf/transmitters/0/jwksUri'"},
+		"no audience":                {tr + "issuer=https://idp", "missing property 'audience'"},
+		"stream delivery":            {tr + "stream.delivery=webhook", "at '/ingest/ssf/transmitters/0/stream/delivery'"},
+		"logout mode":                {"ingest.logout.cutoff=session", "at '/ingest/logout/cutoff'"},
+		"logout max age":             {"ingest.logout.maxAge=90", "at '/ingest/logout/maxAge'"},
+		"OAuth client id with colon": {"ingest.auth.oauthClients[0].id=a:b", "at '/ingest/auth/oauthClients/0/id'"},
+		"unknown auth key":           {"ingest.auth.clientCertName=x", "additional properties 'clientCertName' not allowed"},
+		"cutoff claim not a list":    {"cutoffClaims=uid", "at '/cutoffClaims'"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := helm(t, "template", "rel", chartDir, "--set", tc.set)
+			if err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("--set %s: error does not say %q:\n%v", tc.set, tc.want, err)
+			}
+		})
+	}
+}
