@@ -243,7 +243,12 @@ func TestWriterIdentityFailures(t *testing.T) {
 func TestOneRevocationWindow(t *testing.T) {
 	for _, window := range []string{"12h", "168h"} {
 		m := render(t, sets("sidecar.allowAnyAudience=true", "revocationWindow="+window, "example.enabled=true",
-			"sidecar.jwks.url=https://idp/jwks", "sidecar.extraArgs={--leeway=5m}")...)
+			"sidecar.jwks.url=https://idp/jwks", "sidecar.extraArgs={--leeway=5m}",
+			"ingest.enabled=true", "ingest.auth.bearerTokenSecret.name=tok")...)
+		// Ingest: the exp of a Shared Signals jwt_id revocation, the oldest SET accepted.
+		if _, c := ingestPod(t, m); flags(c)["max-token-lifetime"] != window {
+			t.Errorf("ingest --max-token-lifetime %s, want revocationWindow %s", flags(c)["max-token-lifetime"], window)
+		}
 		if len(m.jobs) != 1 {
 			t.Fatalf("%d Jobs", len(m.jobs))
 		}

@@ -239,6 +239,19 @@ func TestIngestMTLSAllowList(t *testing.T) {
 	}
 }
 
+// TestIngestJWKSFile: the IdP's keys from a ConfigMap (--jwks-file), for logout tokens
+// and /oauth2/revoke, mounted where the flag says.
+func TestIngestJWKSFile(t *testing.T) {
+	m := render(t, sets("sidecar.allowAnyAudience=true", "ingest.enabled=true", "ingest.auth.bearerTokenSecret.name=tok",
+		"ingest.auth.jwksConfigMap.name=idp-jwks", "ingest.logout.audiences={shop}")...)
+	checkIngest(t, m)
+	dep, c := ingestPod(t, m)
+	file := flags(c)["jwks-file"]
+	if got, ok := fileSource(dep.Spec.Template.Spec, c, file); !ok || got != (mountedFile{"ConfigMap", "idp-jwks", "jwks.json"}) {
+		t.Errorf("--jwks-file %q from %+v", file, got)
+	}
+}
+
 // TestIngestTemplateFailures: settings `revoked ingest` (or its ssf loader) would refuse
 // at start fail the render, with a message naming the value.
 func TestIngestTemplateFailures(t *testing.T) {
@@ -255,6 +268,7 @@ func TestIngestTemplateFailures(t *testing.T) {
 		"JWKS alone authenticates no caller": {[]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", jwks}, "needs caller authentication"},
 		"allow-list without a CA":            {append(slices.Clone(base), "ingest.auth.clientCertNames={idp}"), "clientCertNames needs ingest.auth.clientCASecret.name"},
 		"OAuth clients without JWKS":         {append(slices.Clone(base), "ingest.auth.oauthClients[0].id=shop", "ingest.auth.oauthClients[0].secretName=s"), "oauthClients needs ingest.auth.jwksUrl"},
+		"two JWKS sources":                   {append(slices.Clone(base), jwks, "ingest.auth.jwksConfigMap.name=keys"), "exclude each other"},
 		"logout without JWKS":                {append(slices.Clone(base), "ingest.logout.audiences={shop}"), "logout.audiences needs ingest.auth.jwksUrl"},
 		"logout issuer not accepted": {append(slices.Clone(base), jwks, "ingest.auth.issuers={https://idp.example.com}", "ingest.logout.allowMissingExp={https://hydra.example.com}"),
 			"issuer https://hydra.example.com, which is not in ingest.auth.issuers"},

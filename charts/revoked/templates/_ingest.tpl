@@ -23,11 +23,15 @@ would let any holder of a certificate the CA signs publish revocations.
 {{- if and $a.clientCertNames (not $a.clientCASecret.name) }}
 {{- fail "revoked: ingest.auth.clientCertNames needs ingest.auth.clientCASecret.name" }}
 {{- end }}
-{{- if and $a.oauthClients (not $a.jwksUrl) }}
-{{- fail "revoked: ingest.auth.oauthClients needs ingest.auth.jwksUrl, to verify the tokens /oauth2/revoke revokes" }}
+{{- if and $a.jwksUrl $a.jwksConfigMap.name }}
+{{- fail "revoked: ingest.auth.jwksUrl and ingest.auth.jwksConfigMap.name exclude each other" }}
 {{- end }}
-{{- if and $i.logout.audiences (not $a.jwksUrl) }}
-{{- fail "revoked: ingest.logout.audiences needs ingest.auth.jwksUrl, to verify logout tokens" }}
+{{- $jwks := or $a.jwksUrl $a.jwksConfigMap.name }}
+{{- if and $a.oauthClients (not $jwks) }}
+{{- fail "revoked: ingest.auth.oauthClients needs ingest.auth.jwksUrl or jwksConfigMap, to verify the tokens /oauth2/revoke revokes" }}
+{{- end }}
+{{- if and $i.logout.audiences (not $jwks) }}
+{{- fail "revoked: ingest.logout.audiences needs ingest.auth.jwksUrl or jwksConfigMap, to verify logout tokens" }}
 {{- end }}
 {{- $issuers := concat (list) ($i.logout.allowMissingExp | default list) }}
 {{- range $i.logout.cutoffByIssuer }}
@@ -74,6 +78,9 @@ back-channel logout and Shared Signals.
 {{- end }}
 {{- with $a.jwksUrl }}
 - --jwks-url={{ . }}
+{{- end }}
+{{- with $a.jwksConfigMap.name }}
+- --jwks-file=/etc/revoked/ingest/jwks/{{ $a.jwksConfigMap.key }}
 {{- end }}
 {{- range $a.issuers }}
 - --issuer={{ . }}
@@ -152,11 +159,16 @@ the file's own keys, its files at the paths revoked.ingestFileVolumeMounts mount
 {{- end }}
 
 {{/*
-revoked.ingestFileVolumeMounts mounts the OAuth client secrets, the transmitters file
+revoked.ingestFileVolumeMounts mounts the JWKS file, the OAuth client secrets, the transmitters file
 and each transmitter's Secrets and ConfigMap where the arguments and the file name them.
 */}}
 {{- define "revoked.ingestFileVolumeMounts" -}}
 {{- $i := .Values.ingest }}
+{{- if $i.auth.jwksConfigMap.name }}
+- name: jwks
+  mountPath: /etc/revoked/ingest/jwks
+  readOnly: true
+{{- end }}
 {{- range $n, $c := $i.auth.oauthClients }}
 - name: oauth-{{ $n }}
   mountPath: /etc/revoked/ingest/oauth/{{ $n }}
@@ -183,6 +195,11 @@ revoked.ingestFileVolumes: the volumes of revoked.ingestFileVolumeMounts.
 */}}
 {{- define "revoked.ingestFileVolumes" -}}
 {{- $i := .Values.ingest }}
+{{- with $i.auth.jwksConfigMap.name }}
+- name: jwks
+  configMap:
+    name: {{ . }}
+{{- end }}
 {{- range $n, $c := $i.auth.oauthClients }}
 - name: oauth-{{ $n }}
   secret:
