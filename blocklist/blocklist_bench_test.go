@@ -87,8 +87,10 @@ func BenchmarkCheck(b *testing.B) {
 
 // BenchmarkCheckCutoffs is the same lookup in a set that also holds cutoffs (100k on
 // other users: the lookups run), for a token without a client, with a client_id, and
-// with a client_id and a different azp; "scoped" adds 100k client-scoped cutoffs on
-// other users, which makes the client-scoped lookups run too.
+// with a client_id and a different azp; "scoped" adds 100k client-scoped cutoffs on the
+// sub of other users, which makes the client-scoped lookups of sub run too (2 keys per
+// client of the token; those of sid and client_id are skipped: no scoped cutoff names
+// them).
 func BenchmarkCheckCutoffs(b *testing.B) {
 	s := New()
 	for i := range 1_000_000 {
