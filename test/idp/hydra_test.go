@@ -260,7 +260,9 @@ func TestHydra(t *testing.T) {
 		other := h.clientCredentials(t, "app-b", secrets["app-b"])
 		sc.wantAllowed(t, "app-a's client credentials token", tok)
 		start := time.Now()
-		sidIngest.revoke(t, tok)
+		if code, body := sidIngest.revoke(t, tok, "", ""); code != http.StatusOK {
+			t.Fatalf("/oauth2/revoke: %d %s", code, body)
+		}
 		sc.waitDenied(t, "app-a's client credentials token, revoked by RFC 7009", tok, "revoked_jti", start)
 		sc.wantAllowed(t, "app-b's client credentials token", other)
 	})

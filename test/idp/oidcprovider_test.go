@@ -5,6 +5,7 @@ package idp
 import (
 	"encoding/json"
 	"html"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,11 +25,12 @@ const opResource = "https://api.example"
 type oidcProvider struct {
 	d       discovery
 	secrets map[string]string // client_id → client_secret
+	proc    *proc
 }
 
-// startOIDCProvider runs the provider with the given relying parties, their
-// back-channel logout URI set to backchannelURI.
-func startOIDCProvider(t *testing.T, backchannelURI string, clientIDs ...string) *oidcProvider {
+// startOIDCProvider runs the provider with the given relying parties: client_id →
+// back-channel logout URI.
+func startOIDCProvider(t *testing.T, backchannelURIs map[string]string) *oidcProvider {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -39,7 +42,7 @@ func startOIDCProvider(t *testing.T, backchannelURI string, clientIDs ...string)
 	}
 	op := &oidcProvider{secrets: map[string]string{}}
 	var clients []map[string]any
-	for _, id := range clientIDs {
+	for id, backchannelURI := range backchannelURIs {
 		op.secrets[id] = "secret-of-" + id + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		clients = append(clients, map[string]any{
 			"client_id":                           id,
@@ -54,10 +57,11 @@ func startOIDCProvider(t *testing.T, backchannelURI string, clientIDs ...string)
 		})
 	}
 	cfg, _ := json.Marshal(clients)
-	_, rec := startProc(t, "oidc-provider", node, []string{filepath.Join(dir, "provider.js")},
+	p, rec := startProc(t, "oidc-provider", node, []string{filepath.Join(dir, "provider.js")},
 		[]string{"IDP_CLIENTS=" + string(cfg), "IDP_RESOURCE=" + opResource}, "oidc-provider listening")
 	issuer, _ := rec["issuer"].(string)
 	op.d = discover(t, issuer)
+	op.proc = p
 	return op
 }
 
@@ -134,52 +138,87 @@ func (op *oidcProvider) logout(t *testing.T, b *browser, client string, tk token
 	}
 }
 
+// sentLogout reports whether the provider has had a 200 for a logout token to client.
+func (op *oidcProvider) sentLogout(client string) bool {
+	return op.proc.logContains(`{"msg":"backchannel logout sent","client":"` + client + `"}`)
+}
+
 // TestOIDCProvider: oidc-provider's access tokens carry no sid, and its logout tokens
-// carry sub (and sid), so ingest runs with --logout-cutoff client. A logout at app-a
+// carry sub (and sid), so ingest runs with --logout-cutoff client: a logout at app-a
 // alone denies app-a's token and leaves app-b's allowed; a logout of the whole session
-// then denies app-b's. RFC 7009 at ingest denies one token by its jti.
+// then denies app-b's. Under --logout-cutoff user (a second ingest, for app-u), a
+// logout at one app denies the user's tokens at every app. RFC 7009 at ingest, the
+// client authenticated with its own credentials, denies one of its tokens by its jti,
+// and refuses to revoke another client's.
 func TestOIDCProvider(t *testing.T) {
 	natsURL := startNATS(t)
-	ingestPort := freePort(t)
-	op := startOIDCProvider(t, "http://127.0.0.1:"+strconv.Itoa(ingestPort)+"/backchannel-logout", "app-a", "app-b")
-	in := startIngest(t, "ingest", ingestPort, natsURL, op.d.JWKSURL, op.d.Issuer,
+	clientPort, userPort := freePort(t), freePort(t)
+	bcl := func(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) + "/backchannel-logout" }
+	op := startOIDCProvider(t, map[string]string{"app-a": bcl(clientPort), "app-b": bcl(clientPort), "app-u": bcl(userPort)})
+	in := startIngest(t, "ingest-client", clientPort, natsURL, op.d.JWKSURL, op.d.Issuer,
 		"--audience", opResource,
 		"--logout-audience", "app-a", "--logout-audience", "app-b",
-		"--logout-cutoff", "client")
+		"--logout-cutoff", "client",
+		"--oauth-client", "app-a:"+secretFile(t, "app-a-secret", op.secrets["app-a"]))
+	startIngest(t, "ingest-user", userPort, natsURL, op.d.JWKSURL, op.d.Issuer,
+		"--audience", opResource, "--logout-audience", "app-u", "--logout-cutoff", "user")
 	sc := startSidecar(t, natsURL, op.d.JWKSURL, op.d.Issuer)
 
-	b := newBrowser()
-	a := op.login(t, b, "app-a", "alice")
-	bb := op.login(t, b, "app-b", "alice")
-	a2 := op.login(t, b, "app-a", "alice")
-	ac := claims(t, a.AccessToken)
-	step(t, "oidc-provider access token claims: %v", keys(ac))
-	if ac["client_id"] != "app-a" || ac["sub"] != "alice" || ac["aud"] != opResource {
-		t.Fatalf("access token: client_id %v, sub %v, aud %v; want app-a, alice, %s", ac["client_id"], ac["sub"], ac["aud"], opResource)
-	}
-	if _, ok := ac["sid"]; ok {
-		t.Fatalf("oidc-provider's access tokens now carry sid: --logout-cutoff sid would do, and this test should say so")
-	}
-	sc.wantAllowed(t, "app-a's token", a.AccessToken)
-	sc.wantAllowed(t, "app-b's token", bb.AccessToken)
-	sc.wantAllowed(t, "app-a's second token", a2.AccessToken)
+	t.Run("--logout-cutoff client, RFC 7009", func(t *testing.T) {
+		b := newBrowser()
+		a := op.login(t, b, "app-a", "alice")
+		bb := op.login(t, b, "app-b", "alice")
+		a2 := op.login(t, b, "app-a", "alice")
+		ac := claims(t, a.AccessToken)
+		step(t, "oidc-provider access token claims: %v", keys(ac))
+		if ac["client_id"] != "app-a" || ac["sub"] != "alice" || ac["aud"] != opResource {
+			t.Fatalf("access token: client_id %v, sub %v, aud %v; want app-a, alice, %s", ac["client_id"], ac["sub"], ac["aud"], opResource)
+		}
+		if _, ok := ac["sid"]; ok {
+			t.Fatalf("oidc-provider's access tokens now carry sid: --logout-cutoff sid would do, and this test should say so")
+		}
+		sc.wantAllowed(t, "app-a's token", a.AccessToken)
+		sc.wantAllowed(t, "app-b's token", bb.AccessToken)
+		sc.wantAllowed(t, "app-a's second token", a2.AccessToken)
 
-	start := time.Now()
-	in.revoke(t, a2.AccessToken)
-	sc.waitDenied(t, "app-a's second token, revoked by RFC 7009", a2.AccessToken, "revoked_jti", start)
-	sc.wantAllowed(t, "app-a's first token, after the second's RFC 7009 revocation", a.AccessToken)
+		start := time.Now()
+		if code, body := in.revoke(t, a2.AccessToken, "app-a", op.secrets["app-a"]); code != http.StatusOK {
+			t.Fatalf("app-a revoking its own token: %d %s", code, body)
+		}
+		sc.waitDenied(t, "app-a's second token, revoked by app-a (RFC 7009)", a2.AccessToken, "revoked_jti", start)
+		sc.wantAllowed(t, "app-a's first token, after the second's RFC 7009 revocation", a.AccessToken)
+		if code, body := in.revoke(t, bb.AccessToken, "app-a", op.secrets["app-a"]); code != http.StatusBadRequest || !strings.Contains(body, "unauthorized_client") {
+			t.Fatalf("app-a revoking app-b's token: %d %s, want 400 unauthorized_client", code, body)
+		}
+		sc.wantAllowed(t, "app-b's token, which app-a may not revoke", bb.AccessToken)
 
-	start = time.Now()
-	op.logout(t, b, "app-a", a, false)
-	sc.waitDenied(t, "app-a's token, after logging out of app-a", a.AccessToken, "revoked_cutoff", start)
-	sc.wantAllowed(t, "app-b's token, after logging out of app-a alone", bb.AccessToken)
-	if got := in.metric(t, `revoked_ingest_events_published_total{endpoint="backchannel_logout"}`); got != 1 {
-		t.Fatalf("backchannel_logout published %v events, want 1 (one client logged out)", got)
-	}
+		start = time.Now()
+		op.logout(t, b, "app-a", a, false)
+		sc.waitDenied(t, "app-a's token, after logging out of app-a", a.AccessToken, "revoked_cutoff", start)
+		if !op.sentLogout("app-a") || op.sentLogout("app-b") {
+			t.Fatalf("oidc-provider should have sent app-a, and app-a alone, a logout token (app-a: %v, app-b: %v)", op.sentLogout("app-a"), op.sentLogout("app-b"))
+		}
+		sc.wantAllowed(t, "app-b's token, after logging out of app-a alone", bb.AccessToken)
+		if got := in.metric(t, `revoked_ingest_events_published_total{endpoint="backchannel_logout"}`); got != 1 {
+			t.Fatalf("backchannel_logout published %v events, want 1 (one client logged out)", got)
+		}
 
-	start = time.Now()
-	op.logout(t, b, "app-b", bb, true)
-	sc.waitDenied(t, "app-b's token, after signing out everywhere", bb.AccessToken, "revoked_cutoff", start)
+		start = time.Now()
+		op.logout(t, b, "app-b", bb, true)
+		sc.waitDenied(t, "app-b's token, after signing out everywhere", bb.AccessToken, "revoked_cutoff", start)
+	})
+
+	t.Run("--logout-cutoff user", func(t *testing.T) {
+		b := newBrowser()
+		u := op.login(t, b, "app-u", "dave")
+		bb := op.login(t, b, "app-b", "dave")
+		sc.wantAllowed(t, "app-u's token", u.AccessToken)
+		sc.wantAllowed(t, "app-b's token", bb.AccessToken)
+		start := time.Now()
+		op.logout(t, b, "app-u", u, false)
+		sc.waitDenied(t, "app-u's token, after logging out of app-u", u.AccessToken, "revoked_cutoff", start)
+		sc.waitDenied(t, "app-b's token, after logging out of app-u alone (user mode: every app)", bb.AccessToken, "revoked_cutoff", start)
+	})
 }
 
 // keys lists a claim set's names, for the log: never a value, a token's included.
