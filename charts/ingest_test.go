@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/revoked-dev/revoked/internal/ingestd"
 	"github.com/revoked-dev/revoked/ssf"
 )
 
@@ -249,6 +250,32 @@ func TestIngestJWKSFile(t *testing.T) {
 	file := flags(c)["jwks-file"]
 	if got, ok := fileSource(dep.Spec.Template.Spec, c, file); !ok || got != (mountedFile{"ConfigMap", "idp-jwks", "jwks.json"}) {
 		t.Errorf("--jwks-file %q from %+v", file, got)
+	}
+}
+
+// TestLogoutMaxAge: the chart and `revoked ingest` agree on the longest logout window
+// (with the default 10s leeway, 100s fits the stream's 2m duplicate window).
+func TestLogoutMaxAge(t *testing.T) {
+	base := []string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", "ingest.auth.bearerTokenSecret.name=tok"}
+	for maxAge, ok := range map[string]bool{"90s": true, "1m40s": true, "1.5m": true, "100s": true, "101s": false, "2m": false, "0s": false} {
+		t.Run(maxAge, func(t *testing.T) {
+			args := append([]string{"template", "rel", chartDir}, sets(append(base, "ingest.logout.maxAge="+maxAge)...)...)
+			out, err := helm(t, args...)
+			if !ok {
+				if err == nil || !strings.Contains(err.Error(), "at most 100s") {
+					t.Errorf("rendered, or not for the window: %v", err)
+				}
+				// And the binary would refuse it too.
+				if _, err := ingestd.ParseSettings([]string{"--bearer-token-file=/t", "--logout-max-age=" + maxAge}); err == nil {
+					t.Errorf("revoked ingest accepts --logout-max-age=%s, which the chart refuses", maxAge)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkIngest(t, decodeAll(t, out))
+		})
 	}
 }
 

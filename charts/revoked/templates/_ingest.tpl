@@ -33,6 +33,11 @@ would let any holder of a certificate the CA signs publish revocations.
 {{- if and $i.logout.audiences (not $jwks) }}
 {{- fail "revoked: ingest.logout.audiences needs ingest.auth.jwksUrl or jwksConfigMap, to verify logout tokens" }}
 {{- end }}
+{{- /* ingest's default --leeway is 10s; --logout-max-age + 2 × leeway must fit 2m. */}}
+{{- $maxAge := include "revoked.seconds" $i.logout.maxAge | float64 }}
+{{- if or (le $maxAge 0.0) (gt $maxAge 100.0) }}
+{{- fail (printf "revoked: ingest.logout.maxAge %s: with twice the 10s leeway it must fit the stream's 2m duplicate window, which refuses a logout token replayed to another replica: more than 0s, at most 100s" $i.logout.maxAge) }}
+{{- end }}
 {{- $issuers := concat (list) ($i.logout.allowMissingExp | default list) }}
 {{- range $i.logout.cutoffByIssuer }}
 {{- $issuers = append $issuers .issuer }}
@@ -64,6 +69,19 @@ would let any holder of a certificate the CA signs publish revocations.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+revoked.seconds converts a Go duration (90s, 1m30s, 1.5m) to seconds.
+*/}}
+{{- define "revoked.seconds" -}}
+{{- $unit := dict "ns" 1e-9 "us" 1e-6 "µs" 1e-6 "ms" 1e-3 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9.]+(ns|us|µs|ms|s|m|h)" (toString .) -1 }}
+{{- $n := regexFind "^[0-9.]+" . }}
+{{- $total = addf $total (mulf ($n | float64) (get $unit (trimPrefix $n .))) }}
+{{- end }}
+{{- $total }}
 {{- end }}
 
 {{/*
