@@ -82,8 +82,8 @@ func (c *Config) Validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("--listen is empty"))
 	}
-	if c.BearerTokenFile == "" && c.ClientCA == "" {
-		errs = append(errs, errors.New("no way to authenticate callers: set --bearer-token-file, or --client-ca with --tls-cert (there is no anonymous mode)"))
+	if err := c.checkEndpoints(); err != nil {
+		errs = append(errs, err)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
@@ -137,6 +137,45 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Which endpoints a configuration serves. The SSF receiver and back-channel logout
+// authenticate each request themselves (the push authorization, the signed logout
+// token); /v1/revocations is served only with the API credentials (the bearer token or
+// mTLS), and /oauth2/revoke with them or --oauth-client. An endpoint that has no way to
+// authenticate its callers is off (404), never open.
+
+// hasAPICredentials reports whether callers can authenticate with the bearer token or
+// a client certificate.
+func (c *Config) hasAPICredentials() bool { return c.BearerTokenFile != "" || c.ClientCA != "" }
+
+// revocationsOn reports whether POST /v1/revocations is served.
+func (c *Config) revocationsOn() bool { return c.hasAPICredentials() }
+
+// oauthRevokeOn reports whether POST /oauth2/revoke is served.
+func (c *Config) oauthRevokeOn() bool {
+	return c.HasJWKS() && (c.hasAPICredentials() || len(c.OAuthClients) > 0)
+}
+
+// logoutOn reports whether POST /backchannel-logout is served.
+func (c *Config) logoutOn() bool { return c.HasJWKS() && len(c.LogoutAudiences) > 0 }
+
+// ssfOn reports whether POST /ssf/events (and polling) is served.
+func (c *Config) ssfOn() bool { return c.SSFTransmitters != "" }
+
+// checkEndpoints refuses a configuration that serves nothing, or whose keys are for an
+// /oauth2/revoke no caller could authenticate to.
+func (c *Config) checkEndpoints() error {
+	if c.hasAPICredentials() {
+		return nil
+	}
+	if c.HasJWKS() && len(c.OAuthClients) == 0 && len(c.LogoutAudiences) == 0 {
+		return errors.New("--jwks-file/--jwks-url without --logout-audience serve /oauth2/revoke, and no caller could authenticate to it: set --bearer-token-file, --client-ca with --tls-cert, or --oauth-client")
+	}
+	if !c.oauthRevokeOn() && !c.logoutOn() && !c.ssfOn() {
+		return errors.New("no way to authenticate callers: set --bearer-token-file, or --client-ca with --tls-cert (there is no anonymous mode); or serve only endpoints that authenticate each request: --ssf-transmitters, --logout-audience with --jwks-file or --jwks-url")
+	}
+	return nil
 }
 
 // readSecretFile reads a secret (token, client secret) from a file, trimmed.

@@ -58,8 +58,8 @@ const sourceRFC7009 = "rfc7009"
 // reads from it and the public JWKS.
 func (s *Server) oauthRevoke(w http.ResponseWriter, r *http.Request) {
 	const endpoint = "oauth2_revoke"
-	if s.keys == nil {
-		writeError(w, http.StatusNotFound, "not_found", "/oauth2/revoke is off: start revoked ingest with --jwks-file or --jwks-url")
+	if s.keys == nil || !s.cfg.oauthRevokeOn() {
+		writeError(w, http.StatusNotFound, "not_found", "/oauth2/revoke is off: start revoked ingest with --jwks-file or --jwks-url, and --bearer-token-file, --client-ca or --oauth-client to authenticate its callers")
 		return
 	}
 	client, ok := s.oauthCaller(w, r)

@@ -188,8 +188,8 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Re
 		}()
 	}
 	ok = true
-	log.Info("ingest API listening", "addr", s.Addr(), "tls", tlsCfg != nil, "mtls", cfg.ClientCA != "",
-		"admin", s.AdminAddr(), "oauth2_revoke", s.keys != nil, "backchannel_logout", s.keys != nil && len(cfg.LogoutAudiences) > 0)
+	log.Info("ingest API listening", "addr", s.Addr(), "tls", tlsCfg != nil, "mtls", cfg.ClientCA != "", "admin", s.AdminAddr(),
+		"revocations", cfg.revocationsOn(), "oauth2_revoke", cfg.oauthRevokeOn(), "backchannel_logout", cfg.logoutOn(), "ssf", cfg.ssfOn())
 	return s, nil
 }
 
@@ -291,12 +291,18 @@ func (s *Server) closeAll() {
 // Handler is the API: the three endpoints, each behind its authentication.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/v1/revocations", s.endpoint("revocations", http.MethodPost, s.requireCaller(s.revocations)))
+	revocations := s.requireCaller(s.revocations)
+	if !s.cfg.revocationsOn() {
+		revocations = func(w http.ResponseWriter, _ *http.Request) {
+			writeError(w, http.StatusNotFound, "not_found", "/v1/revocations is off: start revoked ingest with --bearer-token-file or --client-ca to authenticate its callers")
+		}
+	}
+	mux.Handle("/v1/revocations", s.endpoint("revocations", http.MethodPost, revocations))
 	mux.Handle("/oauth2/revoke", s.endpoint("oauth2_revoke", http.MethodPost, s.oauthRevoke))
 	mux.Handle("/backchannel-logout", s.endpoint("backchannel_logout", http.MethodPost, s.backchannelLogout))
 	mux.Handle("/ssf/events", s.endpoint("ssf_events", http.MethodPost, s.ssfEvents))
 	mux.Handle("/", s.endpoint("other", "", func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: POST /v1/revocations, /oauth2/revoke or /backchannel-logout")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: POST /v1/revocations, /oauth2/revoke, /backchannel-logout or /ssf/events")
 	}))
 	return mux
 }

@@ -62,6 +62,7 @@ func TestRunFlags(t *testing.T) {
 		want string
 	}{
 		"anonymous":           {nil, "no way to authenticate callers"},
+		"keys for no one":     {[]string{"--jwks-file", "j"}, "no caller could authenticate"},
 		"client-ca alone":     {[]string{"--client-ca", "ca.pem"}, "--client-ca needs --tls-cert"},
 		"half TLS":            {[]string{"--bearer-token-file", "f", "--tls-cert", "c"}, "go together"},
 		"logout without key":  {[]string{"--bearer-token-file", "f", "--logout-audience", "rp"}, "needs --jwks-file"},
@@ -89,6 +90,20 @@ func TestRunFlags(t *testing.T) {
 	var errb2 bytes.Buffer
 	if code := Run(context.Background(), []string{"--bearer-token-file", "/nonexistent/token"}, &out, &errb2); code != 1 || !strings.Contains(errb2.String(), "bearer-token-file") {
 		t.Errorf("unreadable token file: exit %d, %s", code, errb2.String())
+	}
+}
+
+// Without the API credentials, a command line that serves only the endpoints that
+// authenticate each request is valid (/v1/revocations is then off).
+func TestParseSettingsWithoutAPICredentials(t *testing.T) {
+	for name, args := range map[string][]string{
+		"ssf only":          {"--ssf-transmitters", "ssf.yaml"},
+		"logout only":       {"--jwks-file", "j", "--logout-audience", "rp"},
+		"oauth client only": {"--jwks-file", "j", "--oauth-client", "app:secret-file"},
+	} {
+		if _, err := ParseSettings(args); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 

@@ -26,7 +26,7 @@ func (s *Settings) RegisterFlags(fs *flag.FlagSet) {
 	c := &s.Config
 	fs.StringVar(&c.Listen, "listen", ingest.DefaultListen, "`address` of the ingest API")
 	fs.StringVar(&c.AdminAddr, "admin-addr", ingest.DefaultAdminAddr, "`address` of /healthz, /readyz and /metrics")
-	fs.StringVar(&c.BearerTokenFile, "bearer-token-file", "", "`file` holding the bearer token callers must send")
+	fs.StringVar(&c.BearerTokenFile, "bearer-token-file", "", "`file` holding the bearer token callers must send (/v1/revocations is off without it or --client-ca)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "certificate `file`: serve the API over TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key `file` of --tls-cert")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle `file`: a client certificate it signs authenticates the caller (mTLS; needs --tls-cert)")
@@ -63,7 +63,10 @@ has acknowledged its events; 503 means it was not, and a retry is never doubled.
 Callers authenticate with the bearer token (--bearer-token-file) or a client certificate
 (--client-ca, --client-cert-name); /oauth2/revoke with --oauth-client credentials when
 set (a client revokes its own tokens only); the IdP's signed logout token authenticates
-/backchannel-logout, and --logout-cutoff says what a logout revokes. --jwks-file or
+/backchannel-logout, and --logout-cutoff says what a logout revokes; a transmitter's push
+authorization and signed SETs authenticate /ssf/events. Without --bearer-token-file and
+--client-ca, /v1/revocations is off (and /oauth2/revoke without --oauth-client): the
+ingest may serve only the endpoints that authenticate each request. --jwks-file or
 --jwks-url verifies the tokens revoked at /oauth2/revoke and the logout tokens.
 
 Every flag can also be set as REVOKED_<FLAG> (--nats-url is REVOKED_NATS_URL).
