@@ -21,6 +21,7 @@ import (
 type hydra struct {
 	admin string // admin API base URL
 	d     discovery
+	proc  *proc
 }
 
 // startHydra runs Hydra. Its consent app may copy the login session id into the access
@@ -48,8 +49,8 @@ log: {level: info, format: json}
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startProc(t, "hydra", binary(t, "HYDRA_BIN", "hydra"), []string{"serve", "all", "--dev", "-c", file}, nil, "")
-	h := &hydra{admin: "http://127.0.0.1:" + strconv.Itoa(admin)}
+	p, _ := startProc(t, "hydra", binary(t, "HYDRA_BIN", "hydra"), []string{"serve", "all", "--dev", "-c", file}, nil, "")
+	h := &hydra{admin: "http://127.0.0.1:" + strconv.Itoa(admin), proc: p}
 	waitFor(t, 60*time.Second, "hydra ready", func() error {
 		resp, err := httpClient.Get(h.admin + "/health/ready")
 		if err != nil {
@@ -237,6 +238,12 @@ func TestHydra(t *testing.T) {
 			return nil
 		})
 		step(t, "ingest refused the logout token (400, %s)", refused)
+		waitFor(t, 10*time.Second, "Hydra logs the refusal", func() error {
+			if !h.proc.logContains("but got 400") {
+				return fmt.Errorf("hydra has not logged the 400")
+			}
+			return nil
+		})
 		sc.wantAllowed(t, "app-c's token, which no logout token can name (documented: Hydra with --logout-cutoff client)", c.AccessToken)
 	})
 
