@@ -195,6 +195,10 @@ func TestHydra(t *testing.T) {
 	strictIngest := startIngest(t, "ingest-strict", 0, natsURL, h.d.JWKSURL, iss,
 		"--logout-audience", "app-d", "--logout-cutoff", "sid")
 	sc := startSidecar(t, natsURL, h.d.JWKSURL, iss)
+	var tokens []string // every token the IdP issued, which no log of ours may hold
+	defer func() {
+		noTokenLogged(t, []*proc{sc.proc, sidIngest.proc, clientIngest.proc, strictIngest.proc}, tokens...)
+	}()
 	secrets := map[string]string{}
 	for id, in := range map[string]*ingest{"app-a": sidIngest, "app-b": sidIngest, "app-c": clientIngest, "app-d": strictIngest} {
 		secrets[id] = "secret-of-" + id + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -205,6 +209,7 @@ func TestHydra(t *testing.T) {
 		b := newBrowser()
 		a := h.login(t, b, "app-a", secrets["app-a"], "alice", true)
 		bb := h.login(t, b, "app-b", secrets["app-b"], "alice", true)
+		tokens = append(tokens, a.AccessToken, a.IDToken, bb.AccessToken, bb.IDToken)
 		ac, bc := claims(t, a.AccessToken), claims(t, bb.AccessToken)
 		step(t, "Hydra access token claims (the consent app adding sid): %v", keys(ac))
 		if ac["sid"] == nil || ac["sid"] != bc["sid"] || ac["sid"] != claims(t, a.IDToken)["sid"] {
@@ -223,6 +228,7 @@ func TestHydra(t *testing.T) {
 	t.Run("no sid in access tokens, --logout-cutoff client", func(t *testing.T) {
 		b := newBrowser()
 		c := h.login(t, b, "app-c", secrets["app-c"], "bob", false)
+		tokens = append(tokens, c.AccessToken, c.IDToken)
 		cc := claims(t, c.AccessToken)
 		step(t, "Hydra access token claims (as Hydra issues them): %v", keys(cc))
 		if _, ok := cc["sid"]; ok {
@@ -250,6 +256,7 @@ func TestHydra(t *testing.T) {
 	t.Run("logout token without exp, refused without --logout-allow-missing-exp", func(t *testing.T) {
 		b := newBrowser()
 		d := h.login(t, b, "app-d", secrets["app-d"], "carol", true)
+		tokens = append(tokens, d.AccessToken, d.IDToken)
 		sc.wantAllowed(t, "app-d's token", d.AccessToken)
 		h.logout(t, b, d)
 		waitFor(t, 10*time.Second, "ingest refuses Hydra's logout token without exp", func() error {
@@ -265,6 +272,7 @@ func TestHydra(t *testing.T) {
 	t.Run("RFC 7009", func(t *testing.T) {
 		tok := h.clientCredentials(t, "app-a", secrets["app-a"])
 		other := h.clientCredentials(t, "app-b", secrets["app-b"])
+		tokens = append(tokens, tok, other)
 		sc.wantAllowed(t, "app-a's client credentials token", tok)
 		start := time.Now()
 		if code, body := sidIngest.revoke(t, tok, "", ""); code != http.StatusOK {

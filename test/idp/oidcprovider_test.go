@@ -155,20 +155,23 @@ func TestOIDCProvider(t *testing.T) {
 	clientPort, userPort := freePort(t), freePort(t)
 	bcl := func(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) + "/backchannel-logout" }
 	op := startOIDCProvider(t, map[string]string{"app-a": bcl(clientPort), "app-b": bcl(clientPort), "app-u": bcl(userPort)})
+	var tokens []string // every token the IdP issued, which no log of ours may hold
 	in := startIngest(t, "ingest-client", clientPort, natsURL, op.d.JWKSURL, op.d.Issuer,
 		"--audience", opResource,
 		"--logout-audience", "app-a", "--logout-audience", "app-b",
 		"--logout-cutoff", "client",
 		"--oauth-client", "app-a:"+secretFile(t, "app-a-secret", op.secrets["app-a"]))
-	startIngest(t, "ingest-user", userPort, natsURL, op.d.JWKSURL, op.d.Issuer,
+	userIngest := startIngest(t, "ingest-user", userPort, natsURL, op.d.JWKSURL, op.d.Issuer,
 		"--audience", opResource, "--logout-audience", "app-u", "--logout-cutoff", "user")
 	sc := startSidecar(t, natsURL, op.d.JWKSURL, op.d.Issuer)
+	defer func() { noTokenLogged(t, []*proc{sc.proc, in.proc, userIngest.proc}, tokens...) }()
 
 	t.Run("--logout-cutoff client, RFC 7009", func(t *testing.T) {
 		b := newBrowser()
 		a := op.login(t, b, "app-a", "alice")
 		bb := op.login(t, b, "app-b", "alice")
 		a2 := op.login(t, b, "app-a", "alice")
+		tokens = append(tokens, a.AccessToken, a.IDToken, bb.AccessToken, bb.IDToken, a2.AccessToken, a2.IDToken)
 		ac := claims(t, a.AccessToken)
 		step(t, "oidc-provider access token claims: %v", keys(ac))
 		if ac["client_id"] != "app-a" || ac["sub"] != "alice" || ac["aud"] != opResource {
@@ -212,6 +215,7 @@ func TestOIDCProvider(t *testing.T) {
 		b := newBrowser()
 		u := op.login(t, b, "app-u", "dave")
 		bb := op.login(t, b, "app-b", "dave")
+		tokens = append(tokens, u.AccessToken, u.IDToken, bb.AccessToken, bb.IDToken)
 		sc.wantAllowed(t, "app-u's token", u.AccessToken)
 		sc.wantAllowed(t, "app-b's token", bb.AccessToken)
 		start := time.Now()

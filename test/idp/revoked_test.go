@@ -35,13 +35,14 @@ func startNATS(t *testing.T) string {
 type sidecar struct {
 	admin  string
 	client authv3.AuthorizationClient
+	proc   *proc
 }
 
 // startSidecar runs `revoked` against the IdP's JWKS URL and issuer, and waits until it
 // is ready.
 func startSidecar(t *testing.T, natsURL, jwksURL, issuer string) *sidecar {
 	t.Helper()
-	_, rec := startProc(t, "revoked", binary(t, "REVOKED_BIN", "revoked"), []string{
+	p, rec := startProc(t, "revoked", binary(t, "REVOKED_BIN", "revoked"), []string{
 		"--grpc-addr", "127.0.0.1:0",
 		"--http-addr", "",
 		"--admin-addr", "127.0.0.1:0",
@@ -57,7 +58,7 @@ func startSidecar(t *testing.T, natsURL, jwksURL, issuer string) *sidecar {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	s := &sidecar{admin: admin, client: authv3.NewAuthorizationClient(conn)}
+	s := &sidecar{admin: admin, client: authv3.NewAuthorizationClient(conn), proc: p}
 	waitReady(t, "revoked", admin)
 	return s
 }
@@ -194,4 +195,18 @@ func get(t *testing.T, u string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// noTokenLogged fails the test if a log of procs holds a token's signature (the part
+// that makes a logged token usable), or the token whole.
+func noTokenLogged(t *testing.T, procs []*proc, tokens ...string) {
+	t.Helper()
+	for _, p := range procs {
+		for _, tok := range tokens {
+			sig := tok[strings.LastIndexByte(tok, '.')+1:]
+			if p.logContains(tok) || (len(sig) >= 16 && p.logContains(sig)) {
+				t.Errorf("the log of %s holds a token", p.name)
+			}
+		}
+	}
 }
