@@ -818,7 +818,7 @@ func TestNotes(t *testing.T) {
 		}
 	}
 	out, err := helm(t, "template", "rel", dir, "--namespace", "ns", "--show-only", "templates/notes.yaml",
-		"-f", filepath.Join(chartDir, "ci", "ingest-values.yaml"), "--set", "revocationWindow=12h")
+		"-f", filepath.Join(chartDir, "ci", "ingest-values.yaml"), "--set", "revocationWindow=12h", "--set", "cutoffClaims={uid}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -826,7 +826,7 @@ func TestNotes(t *testing.T) {
 	if err := yaml.UnmarshalStrict([]byte(out), &cm); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"library chart revoked-sidecar", "revocationWindow: 12h", `include "revoked.containers" .Subcharts.revoked`,
+	for _, want := range []string{"library chart revoked-sidecar", "revocationWindow: 12h", `cutoffClaims: ["uid"]`, `include "revoked.containers" .Subcharts.revoked`,
 		"svc/rel-revoked-ingest-admin port 9181"} {
 		if !strings.Contains(cm.Data["notes"], want) {
 			t.Errorf("NOTES do not say %q:\n%s", want, cm.Data["notes"])
