@@ -19,3 +19,18 @@ func TestVersion(t *testing.T) {
 		t.Error("--help does not mention --version")
 	}
 }
+
+// A snapshot's builder field names the build as --version does (internal/buildinfo, the
+// ldflags version included), not a second reading of the Go build info.
+func TestSnapshotBuilderIsTheVersion(t *testing.T) {
+	line := strings.TrimSpace(cli(t, "", "--version").want(t, exitOK).stdout)
+	rest, ok := strings.CutPrefix(line, "revokectl version ")
+	version, rest, ok2 := strings.Cut(rest, ", revision ")
+	revision, _, ok3 := strings.Cut(rest, ", ")
+	if !ok || !ok2 || !ok3 {
+		t.Fatalf("--version %q", line)
+	}
+	if b, want := builder(), "revokectl "+version+" ("+revision+") on "; !strings.HasPrefix(b, want) {
+		t.Errorf("builder %q, want it to start with %q", b, want)
+	}
+}
