@@ -1,7 +1,10 @@
 package ssf
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,6 +69,55 @@ func FuzzDecodeSubject(f *testing.F) {
 			if s != nil && (s.value == "" || s.format == "") {
 				t.Fatalf("decoded %s to an empty subject %+v", raw, s)
 			}
+		}
+	})
+}
+
+// FuzzKidOf: any SET gives a kid or "", never a panic; a kid is the header's, exactly.
+func FuzzKidOf(f *testing.F) {
+	for _, s := range []string{
+		"eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.e30.sig", // {"alg":"ES256","kid":"k1"}
+		"eyJhbGciOiJub25lIn0.e30.",                    // no kid
+		"bm90IGpzb24.e30.x", "", ".", "!!!.e30.x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		kid := kidOf(raw)
+		if kid == "" {
+			return
+		}
+		head, _, _ := strings.Cut(raw, ".")
+		b, err := base64.RawURLEncoding.DecodeString(head)
+		var h map[string]any
+		if err != nil || json.Unmarshal(b, &h) != nil || h["kid"] != kid {
+			t.Fatalf("kid %q from a header that does not name it: %q", kid, raw)
+		}
+	})
+}
+
+// FuzzRootEquivalent: only an http(s) origin and the same with "/" are one issuer.
+func FuzzRootEquivalent(f *testing.F) {
+	for _, s := range [][2]string{
+		{"https://accounts.google.com", "https://accounts.google.com/"},
+		{"https://idp/realms/a", "https://idp/realms/a/"},
+		{"https://a", "https://a"}, {"urn:x", "urn:x/"}, {"https://a?q", "https://a?q/"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if !rootEquivalent(a, b) {
+			return
+		}
+		if rootEquivalent(b, a) != true || (a+"/" != b && b+"/" != a) {
+			t.Fatalf("%q and %q taken as one", a, b)
+		}
+		short := b
+		if len(a) < len(b) {
+			short = a
+		}
+		if u, err := url.Parse(short + "/"); err != nil || u.Path != "/" {
+			t.Fatalf("%q and %q: not an origin and its root", a, b)
 		}
 	})
 }

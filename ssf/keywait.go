@@ -126,11 +126,11 @@ func kidOf(raw string) string {
 	if err != nil {
 		return ""
 	}
-	var h struct {
-		Kid string `json:"kid"`
-	}
-	if json.Unmarshal(b, &h) != nil {
+	// By its exact name, as the JWT parser reads it (encoding/json would also take "Kid").
+	var h map[string]json.RawMessage
+	var kid string
+	if json.Unmarshal(b, &h) != nil || json.Unmarshal(h["kid"], &kid) != nil {
 		return ""
 	}
-	return h.Kid
+	return kid
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -73,11 +72,12 @@ func mapSET(t *Transmitter, ev *secEvent, lifetime time.Duration, now time.Time)
 	}
 	switch {
 	case tgt.token != nil:
-		if !slices.Contains(t.TokenIssuers, tgt.token.iss) {
+		iss, ok := t.tokenIssuer(tgt.token.iss)
+		if !ok {
 			return p, setErr(CodeInvalidRequest, "the jwt_id subject's iss is not one of the transmitter's token_issuers")
 		}
 		e := base
-		e.Type, e.JTI, e.Exp, e.Iss = event.TypeJTI, tgt.token.value, now.Add(lifetime).Unix(), tgt.token.iss
+		e.Type, e.JTI, e.Exp, e.Iss = event.TypeJTI, tgt.token.value, now.Add(lifetime).Unix(), iss
 		p.events = []event.Event{e}
 	case info.kind == kindRevokeSession && tgt.session != "" && tgt.session != allSessions:
 		e := base
@@ -86,10 +86,11 @@ func mapSET(t *Transmitter, ev *secEvent, lifetime time.Duration, now time.Time)
 		if tgt.user != nil {
 			e.Sub = tgt.user.value
 			if tgt.user.format == "iss_sub" {
-				if !slices.Contains(t.TokenIssuers, tgt.user.iss) {
+				iss, ok := t.tokenIssuer(tgt.user.iss)
+				if !ok {
 					return p, setErr(CodeInvalidRequest, "the user subject's iss is not one of the transmitter's token_issuers")
 				}
-				issuers = []string{tgt.user.iss}
+				issuers = []string{iss}
 			}
 		}
 		p.events = perIssuer(e, issuers)
@@ -99,10 +100,11 @@ func mapSET(t *Transmitter, ev *secEvent, lifetime time.Duration, now time.Time)
 		issuers := t.TokenIssuers
 		switch tgt.user.format {
 		case "iss_sub":
-			if !slices.Contains(t.TokenIssuers, tgt.user.iss) {
+			iss, ok := t.tokenIssuer(tgt.user.iss)
+			if !ok {
 				return p, setErr(CodeInvalidRequest, "the user subject's iss is not one of the transmitter's token_issuers")
 			}
-			issuers = []string{tgt.user.iss}
+			issuers = []string{iss}
 			e.Claim, e.Value, e.Sub = t.UserClaim, tgt.user.value, tgt.user.value
 		case "opaque":
 			e.Claim, e.Value, e.Sub = t.UserClaim, tgt.user.value, tgt.user.value
