@@ -33,6 +33,7 @@ type spec struct {
 	auth  string // its push authorization; set by newEnv
 	file  string // the push_authorization_file
 	down  bool   // its keys cannot be fetched at start: newEnv does not wait for them
+	jwks  string // a jwks_file to read its keys from instead of its jwks_uri
 }
 
 // env is a receiver on real NATS with the stream, serving POST /ssf/events on a real
@@ -77,8 +78,12 @@ func start(t *testing.T, ns *testsupport.NATS, streamJS jetstream.JetStream, spe
 	for i, s := range specs {
 		s.auth = fmt.Sprintf("Bearer push-secret-%d-%s", i, strings.Repeat("x", 16))
 		bearer := writeFile(t, dir, fmt.Sprintf("bearer-%d", i), s.tr.Bearer)
-		fmt.Fprintf(&b, "  - issuer: %s\n    jwks_uri: %s\n    audience: %s\n    push_authorization_file: %s\n    bearer_token_file: %s\n",
-			s.tr.Issuer, s.tr.JWKSURI(), audience, s.pushFile(t, dir, i), bearer)
+		keys := "jwks_uri: " + s.tr.JWKSURI()
+		if s.jwks != "" {
+			keys = "jwks_file: " + s.jwks
+		}
+		fmt.Fprintf(&b, "  - issuer: %s\n    %s\n    audience: %s\n    push_authorization_file: %s\n    bearer_token_file: %s\n",
+			s.tr.Issuer, keys, audience, s.pushFile(t, dir, i), bearer)
 		if s.extra != "" {
 			b.WriteString(strings.ReplaceAll(s.extra, "PUSH_URL", e.url))
 		}

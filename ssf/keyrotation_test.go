@@ -1,7 +1,9 @@
 package ssf_test
 
 import (
+	"io"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -92,5 +94,35 @@ func TestRotatedKeyIsWaitedForWhenPolled(t *testing.T) {
 	}
 	if evs := e.events(); len(evs) != 1 || evs[0].Value != "u1" {
 		t.Fatalf("stream %+v", evs)
+	}
+}
+
+// A transmitter whose keys are a local jwks_file: the file, rotated, is read again for
+// the first SET under the new key, not at the next poll of the file (every 10 s).
+func TestRotatedKeyFileIsReadAgain(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	copyJWKS := func() {
+		t.Helper()
+		res, err := http.Get(tr.JWKSURI())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Dir(file), filepath.Base(file), string(b))
+	}
+	copyJWKS()
+	tx := &spec{tr: tr, jwks: file}
+	e := newEnv(t, tx)
+	tr.RotateKey(0)
+	copyJWKS()
+	c := tr.Claims(ssftest.CredentialChange, nil)
+	c["sub_id"] = ssftest.IssSub(tr.Issuer, "u1")
+	if code, errc := e.push(tx, tr.Sign(c, nil)); code != http.StatusAccepted {
+		t.Fatalf("first SET under the new key: %d %s, want 202", code, errc)
 	}
 }
