@@ -126,3 +126,26 @@ func TestRotatedKeyFileIsReadAgain(t *testing.T) {
 		t.Fatalf("first SET under the new key: %d %s, want 202", code, errc)
 	}
 }
+
+// A kid the transmitter never publishes holds a poll batch for one wait, not one each:
+// after a full wait it is refused at once for a while.
+func TestUnknownKidWaitsOncePerBatch(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	tx := &spec{tr: tr, extra: "    poll_endpoint: " + tr.PollURL() + "\n    poll_interval: 50ms\n"}
+	for i := 0; i < 4; i++ {
+		c := tr.Claims(ssftest.CredentialChange, nil)
+		c["sub_id"] = ssftest.IssSub(tr.Issuer, "u1")
+		tr.Queue(tr.Sign(c, map[string]any{"kid": "never"}))
+	}
+	start := time.Now()
+	newEnv(t, tx)
+	testsupport.Until(t, 30*time.Second, "SETs refused", func() bool { return len(tr.SetErrs()) == 4 })
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("4 SETs under an unknown kid took %s: each waited", took)
+	}
+	for _, se := range tr.SetErrs() {
+		if se.Err != "invalid_key" {
+			t.Fatalf("setErrs %+v", se)
+		}
+	}
+}
