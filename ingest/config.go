@@ -39,7 +39,9 @@ type Config struct {
 	Listen    string // --listen: the API
 	AdminAddr string // --admin-addr: /healthz, /readyz, /metrics
 
-	BearerTokenFile string // --bearer-token-file: callers send "Authorization: Bearer <its content>"
+	// BearerTokenFile (--bearer-token-file): callers send "Authorization: Bearer <its
+	// content>". Without it and ClientCA, /v1/revocations is off (see checkEndpoints).
+	BearerTokenFile string
 	TLSCert         string // --tls-cert: serve the API over TLS
 	TLSKey          string // --tls-key
 	ClientCA        string // --client-ca: a client certificate it signs authenticates the caller (mTLS)
