@@ -11,6 +11,7 @@
 // (subject identifiers, RFC 9493 and SSF 1.0), eventtypes.go (the event types known),
 // mapping.go (events to revocations), issuers.go (a subject's iss among token_issuers),
 // receiver.go (the pipeline both deliveries share), keywait.go (a SET under a key not
-// held yet waits for the keys to be fetched again, at most 5 s), push.go, poll.go, manage.go (stream
-// management at the transmitter: discovery, stream, verification), metrics.go.
+// held yet waits for the keys to be fetched again, at most 5 s), push.go, poll.go,
+// manage.go (stream management at the transmitter: discovery, stream, verification),
+// metrics.go.
 package ssf
