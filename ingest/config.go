@@ -10,7 +10,6 @@ package ingest
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -178,19 +177,6 @@ func (c *Config) checkEndpoints() error {
 		return errors.New("no way to authenticate callers: set --bearer-token-file, or --client-ca with --tls-cert (there is no anonymous mode); or serve only endpoints that authenticate each request: --ssf-transmitters, --logout-audience with --jwks-file or --jwks-url")
 	}
 	return nil
-}
-
-// readSecretFile reads a secret (token, client secret) from a file, trimmed.
-func readSecretFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) < 16 {
-		return nil, fmt.Errorf("%s: the secret must be at least 16 characters", path)
-	}
-	return []byte(s), nil
 }
 
 // ByteSize is a size flag: 1048576, 1024KiB, 1MiB (or KB/MB, read as KiB/MiB).

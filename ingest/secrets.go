@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/revoked-dev/revoked/internal/filewatch"
+	"github.com/revoked-dev/revoked/internal/secretfile"
 )
 
 // reloadEvery is how often secret and certificate files are polled for a change, so
@@ -26,11 +27,11 @@ type secret struct {
 
 func loadSecret(path string) (*secret, error) {
 	s := &secret{path: path}
-	b, err := readSecretFile(path)
+	v, err := secretfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256([]byte(v))
 	s.sum.Store(&sum)
 	return s, nil
 }
@@ -46,12 +47,12 @@ func (s *secret) matches(v string) bool {
 }
 
 func (s *secret) reload(log *slog.Logger) {
-	b, err := readSecretFile(s.path)
+	v, err := secretfile.Read(s.path)
 	if err != nil {
 		log.Warn("secret reload failed; keeping the old one", "file", s.path, "err", err)
 		return
 	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256([]byte(v))
 	if old := s.sum.Swap(&sum); *old != sum {
 		log.Info("secret reloaded", "file", s.path)
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/filewatch"
+	"github.com/revoked-dev/revoked/internal/secretfile"
 	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/publish"
 )
@@ -173,7 +173,7 @@ func (r *Receiver) loadSecrets(t *transmitter) error {
 }
 
 func (t *transmitter) setPushAuth(file string) error {
-	v, err := readSecret(file)
+	v, err := secretfile.Read(file)
 	if err != nil {
 		return err
 	}
@@ -184,24 +184,12 @@ func (t *transmitter) setPushAuth(file string) error {
 }
 
 func (t *transmitter) setBearer(file string) error {
-	v, err := readSecret(file)
+	v, err := secretfile.Read(file)
 	if err != nil {
 		return err
 	}
 	t.bearer.Store(&v)
 	return nil
-}
-
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) < 16 {
-		return "", fmt.Errorf("%s: the secret must be at least 16 characters", path)
-	}
-	return s, nil
 }
 
 // Ready reports whether every transmitter's keys are loaded.
