@@ -247,9 +247,6 @@ var (
 // refresh (--jwks-refresh, 1 h by default) is no retry: without this a pod that
 // started during a short IdP outage stayed unready for an hour.
 func retryFirstFetch(ctx context.Context, url string, opts jwkset.HTTPClientStorageOptions, store *keyStore, log *slog.Logger) {
-	// One fetch into store, parsed as the refresh parses it: a storage without a
-	// refresh interval fetches once, in its constructor.
-	opts.RefreshInterval, opts.NoErrorReturnFirstHTTPReq, opts.RefreshErrorHandler = 0, false, nil
 	delay := firstFetchRetry
 	t := time.NewTimer(delay)
 	defer t.Stop()
@@ -262,7 +259,7 @@ func retryFirstFetch(ctx context.Context, url string, opts jwkset.HTTPClientStor
 		if store.hasKeys(ctx) { // a refresh on an unknown kid got there first
 			return
 		}
-		_, err := jwkset.NewStorageFromHTTP(url, opts)
+		err := fetchOnce(ctx, url, opts) // into store, as opts.Storage
 		if err == nil && store.hasKeys(ctx) {
 			log.Info("jwks loaded", "url", url)
 			return
