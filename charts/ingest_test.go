@@ -6,6 +6,8 @@ package charts
 // `revoked ingest` refuses).
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/revoked-dev/revoked/internal/ingestd"
 	"github.com/revoked-dev/revoked/ssf"
@@ -287,6 +290,10 @@ func TestIngestTemplateFailures(t *testing.T) {
 	tr := "ingest.ssf.transmitters[0]."
 	pushed := []string{tr + "issuer=https://idp.example.com", tr + "audience=revoked", tr + "jwksUri=https://idp.example.com/ssf/jwks",
 		tr + "pushAuthorizationSecret.name=push"}
+	var second []string // the same transmitter again, as transmitters[1]
+	for _, p := range pushed {
+		second = append(second, strings.Replace(p, "[0]", "[1]", 1))
+	}
 	cases := map[string]struct {
 		sets []string
 		want string
@@ -303,6 +310,9 @@ func TestIngestTemplateFailures(t *testing.T) {
 		"pushed transmitter without authorization": {append(slices.Clone(base), pushed[:3]...), "pushAuthorizationSecret is required unless it is polled"},
 		"polled transmitter without a token": {append(append(slices.Clone(base), pushed[:3]...), tr+"pollEndpoint=https://idp.example.com/poll"),
 			"polling and stream management need bearerTokenSecret"},
+		"pushed stream without its endpoint": {append(append(slices.Clone(base), pushed...), tr+"bearerTokenSecret.name=t", tr+"stream.delivery=push"),
+			"stream.pushEndpoint (this receiver's public /ssf/events URL) is required"},
+		"issuer listed twice":            {append(append(slices.Clone(base), pushed...), second...), "the issuer is listed twice"},
 		"user claim the sidecars refuse": {append(append(slices.Clone(base), pushed...), tr+"userClaim=uid"), "revokes by claim uid: add it to cutoffClaims"},
 		"email subjects the sidecars refuse": {append(append(slices.Clone(base), pushed...), tr+"emailSubjects=true", "cutoffClaims={uid}"),
 			"revokes by claim email: add it to cutoffClaims"},
@@ -324,6 +334,8 @@ func TestIngestSchemaRejects(t *testing.T) {
 		"the file's own key":         {tr + "jwks_uri=https://idp/jwks", "additional properties 'jwks_uri' not allowed"},
 		"unknown quirk":              {tr + "quirks.okta=true", "additional properties 'okta' not allowed"},
 		"policy":                     {tr + "events.session-revoked=block", "at '/ingest/ssf/transmitters/0/events/session-revoked'"},
+		"unknown event type":         {tr + "events.session-ended=ignore", "additional properties 'session-ended' not allowed"},
+		"verification revokes":       {tr + "events.verification=revoke", "at '/ingest/ssf/transmitters/0/events/verification'"},
 		"transmitter keys over HTTP": {tr + "jwksUri=http://idp/jwks", "at '/ingest/ssf/transmitters/0/jwksUri'"},
 		"no audience":                {tr + "issuer=https://idp", "missing property 'audience'"},
 		"stream delivery":            {tr + "stream.delivery=webhook", "at '/ingest/ssf/transmitters/0/stream/delivery'"},
@@ -340,5 +352,152 @@ func TestIngestSchemaRejects(t *testing.T) {
 				t.Fatalf("--set %s: error does not say %q:\n%v", tc.set, tc.want, err)
 			}
 		})
+	}
+}
+
+// TestSSFRenderedOrRefused: for random transmitters, built from valid and invalid
+// pieces, the chart either refuses to render with its own message (the schema's or a
+// revoked: failure, never a template crash) or renders a file ssf.LoadConfig accepts.
+// The chart can never render a transmitters file that `revoked ingest` refuses.
+func TestSSFRenderedOrRefused(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 12))
+	pick := func(opts ...any) any { return opts[rng.IntN(len(opts))] }
+	// A valid transmitter, then up to three random changes, valid or not.
+	changes := []func(tr map[string]any){
+		func(tr map[string]any) { delete(tr, "audience") },
+		func(tr map[string]any) { tr["jwksConfigMap"] = map[string]any{"name": "keys"} },
+		func(tr map[string]any) {
+			delete(tr, "jwksUri")
+			tr["jwksConfigMap"] = map[string]any{"name": "keys", "key": "k.json"}
+		},
+		func(tr map[string]any) { delete(tr, "pushAuthorizationSecret") },
+		func(tr map[string]any) { tr["pollEndpoint"] = "https://a.example/poll" },
+		func(tr map[string]any) { tr["bearerTokenSecret"] = map[string]any{"name": "tok"} },
+		func(tr map[string]any) {
+			tr["stream"] = pick(map[string]any{}, map[string]any{"delivery": "push"}, map[string]any{"delivery": "poll"},
+				map[string]any{"pushEndpoint": "https://r.example/ssf/events"},
+				map[string]any{"delivery": "push", "pushEndpoint": "https://r.example/ssf/events", "verifyEvery": "1h"})
+		},
+		func(tr map[string]any) {
+			tr["events"] = pick(map[string]any{"verification": "ignore"}, map[string]any{"verification": "revoke"},
+				map[string]any{"session-revoked": "dry-run", ssf.CredentialChange: "ignore"}, map[string]any{"session-ended": "ignore"})
+		},
+		func(tr map[string]any) { tr["userClaim"] = "uid" },
+		func(tr map[string]any) { tr["emailSubjects"] = pick(true, false) },
+		func(tr map[string]any) { tr["maxAge"] = pick("1h", "0", "-1h") },
+		func(tr map[string]any) { tr["tokenIssuers"] = pick([]string{"https://a.example"}, []string{""}) },
+		func(tr map[string]any) { tr["legacyTyp"] = []string{"", "JWT"} },
+		func(tr map[string]any) { tr["quirks"] = map[string]any{"subjectType": true} },
+		func(tr map[string]any) { tr["dryRun"] = true },
+	}
+	transmitter := func() map[string]any {
+		tr := map[string]any{"issuer": pick("https://a.example", "https://b.example", "http://c.example/realms/x"),
+			"audience": "revoked", "jwksUri": "https://a.example/jwks", "pushAuthorizationSecret": map[string]any{"name": "push"}}
+		if rng.IntN(2) == 0 { // the receiver's token at the transmitter: polling and streams need it
+			tr["bearerTokenSecret"] = map[string]any{"name": "tok"}
+		}
+		for range rng.IntN(5) {
+			changes[rng.IntN(len(changes))](tr)
+		}
+		return tr
+	}
+	rendered, refused := 0, 0
+	for i := range 64 {
+		ts := []map[string]any{transmitter()}
+		if rng.IntN(3) == 0 {
+			ts = append(ts, transmitter())
+		}
+		values := map[string]any{
+			"sidecar":      map[string]any{"allowAnyAudience": true},
+			"cutoffClaims": pick([]string{}, []string{"uid", "email"}),
+			"ingest": map[string]any{"enabled": true, "auth": map[string]any{"bearerTokenSecret": map[string]any{"name": "tok"}},
+				"ssf": map[string]any{"transmitters": ts}},
+		}
+		data, err := yaml.Marshal(values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := helm(t, "template", "rel", chartDir, "-f", file)
+		if err != nil {
+			refused++
+			if !strings.Contains(err.Error(), "values don't meet the specifications of the schema") && !strings.Contains(err.Error(), "revoked: ingest.ssf.transmitters[") {
+				t.Errorf("case %d: refused without the chart's own message:\n%s\n%v", i, data, err)
+			}
+			continue
+		}
+		rendered++
+		m := decodeAll(t, out)
+		dep, c := ingestPod(t, m)
+		if cfg := loadSSF(t, m, dep.Spec.Template.Spec, c); cfg == nil || len(cfg.Transmitters) != len(ts) {
+			t.Errorf("case %d: %d transmitters loaded, want %d", i, len(cfg.Transmitters), len(ts))
+		}
+	}
+	// Both outcomes happen: the test would say nothing otherwise.
+	if rendered < 5 || refused < 5 {
+		t.Errorf("%d rendered, %d refused: the generator does not reach both", rendered, refused)
+	}
+	t.Logf("%d rendered, %d refused", rendered, refused)
+}
+
+// TestSSFEventsSchema: the event types the schema takes under a transmitter's events are
+// the ones the ssf loader takes, with the policies it allows: every name and URI the ssf
+// package exports is there, and each one there loads (so a typo fails the render, not the
+// ingest pod's start).
+func TestSSFEventsSchema(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type policy struct {
+		Enum []string `json:"enum"`
+	}
+	var schema struct {
+		Properties struct {
+			Ingest struct {
+				Properties struct {
+					SSF struct {
+						Properties struct {
+							Transmitters struct {
+								Items struct {
+									Properties struct {
+										Events struct {
+											AdditionalProperties bool              `json:"additionalProperties"`
+											Properties           map[string]policy `json:"properties"`
+										} `json:"events"`
+									} `json:"properties"`
+								} `json:"items"`
+							} `json:"transmitters"`
+						} `json:"properties"`
+					} `json:"ssf"`
+				} `json:"properties"`
+			} `json:"ingest"`
+		} `json:"properties"`
+	}
+	if err := yaml.Unmarshal(data, &schema); err != nil {
+		t.Fatal(err)
+	}
+	events := schema.Properties.Ingest.Properties.SSF.Properties.Transmitters.Items.Properties.Events
+	if events.AdditionalProperties || len(events.Properties) == 0 {
+		t.Fatalf("events: additionalProperties %v, %d names", events.AdditionalProperties, len(events.Properties))
+	}
+	for _, uri := range append(slices.Clone(ssf.RevocationEvents), ssf.Verification, ssf.StreamUpdated) {
+		for _, name := range []string{uri, uri[strings.LastIndex(uri, "/")+1:]} {
+			if _, ok := events.Properties[name]; !ok {
+				t.Errorf("the schema refuses event type %s, which ssf takes", name)
+			}
+		}
+	}
+	const transmitter = "transmitters:\n- {issuer: https://a.example, audience: r, jwks_uri: https://a.example/jwks, push_authorization_file: /p, events: {%q: %s}}\n"
+	for name, p := range events.Properties {
+		for _, policy := range []string{"revoke", "dry-run", "ignore"} {
+			_, err := ssf.ParseConfig([]byte(fmt.Sprintf(transmitter, name, policy)))
+			if allowed := slices.Contains(p.Enum, policy); allowed != (err == nil) {
+				t.Errorf("events %s: %s: the schema allows it %v, ssf: %v", name, policy, allowed, err)
+			}
+		}
 	}
 }

@@ -47,16 +47,27 @@ would let any holder of a certificate the CA signs publish revocations.
 {{- fail (printf "revoked: ingest.logout names issuer %s, which is not in ingest.auth.issuers" .) }}
 {{- end }}
 {{- end }}
+{{- $seen := dict }}
 {{- range $n, $t := $i.ssf.transmitters }}
 {{- $where := printf "ingest.ssf.transmitters[%d] (%s)" $n $t.issuer }}
+{{- if hasKey $seen $t.issuer }}
+{{- fail (printf "revoked: %s: the issuer is listed twice" $where) }}
+{{- end }}
+{{- $_ := set $seen $t.issuer true }}
 {{- if eq (empty $t.jwksUri) (empty $t.jwksConfigMap) }}
 {{- fail (printf "revoked: %s: set jwksUri or jwksConfigMap, one of them" $where) }}
 {{- end }}
-{{- $polled := or $t.pollEndpoint (and $t.stream (eq ($t.stream.delivery | default "") "poll")) }}
+{{- /* stream: {} asks for stream management with the defaults: present, even empty. */}}
+{{- $managed := hasKey $t "stream" }}
+{{- $polled := or $t.pollEndpoint (and $managed (eq ($t.stream.delivery | default "") "poll")) }}
 {{- if and (not $polled) (not $t.pushAuthorizationSecret) }}
 {{- fail (printf "revoked: %s: pushAuthorizationSecret is required unless it is polled (pollEndpoint)" $where) }}
 {{- end }}
-{{- if and (or $polled $t.stream) (not $t.bearerTokenSecret) }}
+{{- $pushedStream := and $managed (or (eq ($t.stream.delivery | default "") "push") (and (not $t.stream.delivery) (not $t.pollEndpoint))) }}
+{{- if and $pushedStream (not $t.stream.pushEndpoint) }}
+{{- fail (printf "revoked: %s: stream.pushEndpoint (this receiver's public /ssf/events URL) is required for a pushed stream" $where) }}
+{{- end }}
+{{- if and (or $polled $managed) (not $t.bearerTokenSecret) }}
 {{- fail (printf "revoked: %s: polling and stream management need bearerTokenSecret" $where) }}
 {{- end }}
 {{- $claims := list ($t.userClaim | default "sub") }}
@@ -164,7 +175,7 @@ the file's own keys, its files at the paths revoked.ingestFileVolumeMounts mount
 {{- end }}
 {{- $_ := set $o "quirks" $q }}
 {{- end }}
-{{- with $t.stream }}
+{{- if hasKey $t "stream" }}
 {{- $st := dict }}
 {{- range $key, $file := dict "delivery" "delivery" "pushEndpoint" "push_endpoint" "eventsRequested" "events_requested" "verifyEvery" "verify_every" }}
 {{- if hasKey $t.stream $key }}{{ $_ := set $st $file (index $t.stream $key) }}{{ end }}
