@@ -431,9 +431,10 @@ func TestSSFRenderedOrRefused(t *testing.T) {
 		}
 		rendered++
 		m := decodeAll(t, out)
+		checkIngest(t, m) // the arguments parse, the file loads
 		dep, c := ingestPod(t, m)
 		if cfg := loadSSF(t, m, dep.Spec.Template.Spec, c); cfg == nil || len(cfg.Transmitters) != len(ts) {
-			t.Errorf("case %d: %d transmitters loaded, want %d", i, len(cfg.Transmitters), len(ts))
+			t.Errorf("case %d: transmitters loaded %+v, want %d", i, cfg, len(ts))
 		}
 	}
 	// Both outcomes happen: the test would say nothing otherwise.
