@@ -181,6 +181,11 @@ func TestLint(t *testing.T) {
 			t.Fatalf("%v\n%s", err, out)
 		}
 	})
+	t.Run("every SSF, logout and OAuth value", func(t *testing.T) {
+		if out, err := helm(t, "lint", "--strict", chartDir, "-f", filepath.Join("testdata", "ssf-values.yaml")); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	})
 	for name, vs := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			out, err := helm(t, append([]string{"lint", "--strict", chartDir}, valueArgs(vs)...)...)
