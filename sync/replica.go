@@ -85,15 +85,22 @@ type Replica struct {
 	windowShort atomic.Bool  // the stream's MaxAge is shorter than the revocation window
 	lastContact atomic.Int64 // unix nanoseconds when NATS was last known reachable
 	staleSince  atomic.Int64 // unix nanoseconds since the replica stopped following the stream; 0: following
+	// originSeq is, on a mirror behind its origin, the sequence the origin had reached
+	// as the mirror last reported (its last sequence plus its lag); 0 otherwise. The
+	// replica is not ready until a check finds the mirror holding it and every message
+	// of the mirror applied (caughtUp).
+	originSeq atomic.Uint64
 
 	// Owned by Run's goroutine.
-	stream  jetstream.Stream
-	created time.Time // the incarnation of the stream being followed
-	cutOff  bool      // the stream is a mirror that has lost its origin
-	unheard time.Time // since when the mirror has reported no contact at all; zero: it has
-	cur     *follower
-	epoch   atomic.Uint64 // the current follower's; messages of older ones are ignored
-	retired gosync.WaitGroup
+	stream     jetstream.Stream
+	created    time.Time // the incarnation of the stream being followed
+	cutOff     bool      // the stream is a mirror that has lost its origin
+	unheard    time.Time // since when the mirror has reported no contact at all; zero: it has
+	lagless    int       // checks in a row at which the mirror, in contact, reported no lag
+	mirrorLast uint64    // the mirror's last sequence at the last check
+	cur        *follower
+	epoch      atomic.Uint64 // the current follower's; messages of older ones are ignored
+	retired    gosync.WaitGroup
 
 	applied, rejected, clamped, purged *prometheus.CounterVec
 	// appliedJTI and appliedCutoff are applied's two series, resolved once: a replay
@@ -235,7 +242,8 @@ func b2f(b bool) float64 {
 }
 
 // Ready reports whether the replica can keep the promise: it has applied every event
-// the stream held when it started (or when it last found the stream replaced), it
+// the stream held when it started (or when it last found the stream replaced; on a
+// mirror, every event its origin held, as the mirror's lag told), it
 // has dropped no entry for want of room, and the stream keeps events at least as long
 // as a token lives. A disconnected replica stays ready; staleness says how long it
 // has not followed.
@@ -440,6 +448,9 @@ func (r *Replica) consumerInfo(ctx context.Context, f *follower) (*jetstream.Con
 func (r *Replica) caughtUp(f *follower, now time.Time) {
 	f.progress, f.healthy = now, now
 	r.pending.Store(0)
+	if r.originSeq.Load() != 0 && r.originCopied() {
+		r.originSeq.Store(0) // everything the mirror's origin held is in the mirror, and applied
+	}
 	r.markReady()
 	if r.cutOff {
 		return // caught up with a mirror that no longer follows its origin
@@ -473,6 +484,9 @@ func (r *Replica) checkMirror(info *jetstream.StreamInfo, now time.Time) {
 	default:
 		since = r.unheard
 	}
+	if m != nil && m.Active >= 0 {
+		r.followOrigin(info.State.LastSeq, m.Lag)
+	}
 	cut := !since.IsZero() && now.Sub(since) > mirrorSilence
 	if cut {
 		r.markStale(since)
@@ -485,6 +499,28 @@ func (r *Replica) checkMirror(info *jetstream.StreamInfo, now time.Time) {
 			r.log.Info("the mirror hears from its origin again", "stream", r.opts.Stream)
 		}
 	}
+}
+
+// followOrigin records what a mirror in contact with its origin reports: a lag (what
+// the origin holds beyond it) raises originSeq, which only caughtUp drops.
+func (r *Replica) followOrigin(mirrorLast, lag uint64) {
+	r.mirrorLast = mirrorLast
+	if lag == 0 {
+		r.lagless++
+		return
+	}
+	r.lagless = 0
+	if target := mirrorLast + lag; target > r.originSeq.Load() {
+		r.originSeq.Store(target)
+	}
+}
+
+// originCopied reports, with the replica caught up with the mirror, whether the mirror
+// has copied what its origin held: it holds originSeq, or has reported no lag at two
+// checks in a row (a single report of none comes from a mirror setting its consumer up
+// again mid-copy; a lag read while the mirror stores may be off by a message or two).
+func (r *Replica) originCopied() bool {
+	return r.mirrorLast >= r.originSeq.Load() || r.lagless >= 2
 }
 
 // checkWindow flags a stream that forgets events before the tokens they revoke expire:
@@ -628,6 +664,9 @@ func (r *Replica) waitForStream(ctx context.Context) (*jetstream.StreamInfo, err
 }
 
 func (r *Replica) markReady() {
+	if r.originSeq.Load() != 0 {
+		return // a mirror still copying its origin's events: not caught up with the origin
+	}
 	if r.ready.CompareAndSwap(false, true) {
 		r.readyOnce.Do(func() {
 			close(r.readyCh)

@@ -12,9 +12,12 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 
 	"github.com/revoked-dev/revoked/authz"
+	"github.com/revoked-dev/revoked/blocklist"
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/testsupport"
+	"github.com/revoked-dev/revoked/publish"
 	"github.com/revoked-dev/revoked/stream"
+	revsync "github.com/revoked-dev/revoked/sync"
 )
 
 // The promise across regions: a revocation acknowledged by the hub's stream is
@@ -170,5 +173,86 @@ func watchServing(s *regional) func() bool {
 		close(stop)
 		<-done
 		return served.Load()
+	}
+}
+
+// A sidecar started while the region's mirror is still copying what the hub stored
+// during a cut is ready only once it holds all of it: it counts the mirror's lag, not
+// only what the mirror held when it started, which would be ready, not stale, and
+// missing revocations the hub acknowledged long ago.
+func TestRegionReadyCountsTheMirrorsLag(t *testing.T) {
+	const events = 40_000
+	f := newFleet(t)
+	ctx := context.Background()
+	f.Link.Partition()
+	var failed atomic.Int64
+	pl := f.pub.NewPipeline(ctx, 512, func(_ int, _ publish.Result, err error) {
+		if err != nil {
+			failed.Add(1)
+		}
+	})
+	last := ""
+	for i := range events {
+		last = fmt.Sprint("backlog-", i)
+		if err := pl.Publish(i, event.Event{Type: event.TypeJTI, JTI: last, Iss: iss, Exp: time.Now().Add(time.Hour).Unix()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pl.Close()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d revocations not acknowledged by the hub", n)
+	}
+	f.Link.Heal()
+	var lag uint64
+	testsupport.Until(t, 60*time.Second, "the mirror copying the hub's backlog", func() bool {
+		st, err := f.region.Stream(ctx, event.DefaultStream)
+		if err != nil {
+			return false
+		}
+		info := st.CachedInfo()
+		lag = info.Mirror.Lag
+		return info.Mirror.Active >= 0 && info.Mirror.Active < time.Second && lag > 0
+	})
+	rep := &replica{set: blocklist.New()}
+	var err error
+	if rep.r, err = revsync.New(f.Leaf.Connect(), rep.set, revsync.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = rep.r.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// The mirror and the replica as they progress, shown if the test fails.
+	var trace []string
+	stopTrace := make(chan struct{})
+	traced := make(chan struct{})
+	go func() {
+		defer close(traced)
+		t0 := time.Now()
+		for {
+			select {
+			case <-stopTrace:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			st, err := f.region.Stream(ctx, event.DefaultStream)
+			if err == nil {
+				i := st.CachedInfo()
+				trace = append(trace, fmt.Sprintf("+%dms last %d lag %d active %v replica %d", time.Since(t0).Milliseconds(), i.State.LastSeq, i.Mirror.Lag, i.Mirror.Active, rep.r.LastSequence()))
+			}
+		}
+	}()
+	select {
+	case <-rep.r.ReadyC():
+	case <-time.After(60 * time.Second):
+		t.Fatal("not ready after a minute")
+	}
+	close(stopTrace)
+	<-traced
+	if jti, _ := rep.set.Len(); !rep.has(last) || jti < events {
+		for _, l := range trace {
+			t.Log(l)
+		}
+		t.Fatalf("ready with %d of the hub's %d revocations (the mirror was %d behind when the sidecar started)", jti, events, lag)
 	}
 }
