@@ -791,6 +791,14 @@ func (g *stallGuard) stop() {
 	g.cancel()
 }
 
+// closeOnStall closes c once the guard gives up, and returns the function that stops
+// watching. nats.go's object reader sees a cancelled context only when its next chunk
+// arrives: a read whose chunks stopped coming would block for ever (bench/fleet saw 3 of
+// 200 replicas starting together wait there 5 minutes and more, not ready).
+func (g *stallGuard) closeOnStall(c io.Closer) (stop func() bool) {
+	return context.AfterFunc(g.ctx, func() { _ = c.Close() })
+}
+
 // reader marks progress on every read that returns bytes.
 func (g *stallGuard) reader(r io.Reader) io.Reader { return guardedReader{r, g} }
 
@@ -860,6 +868,7 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 		return fail(snapError, "snapshot unreadable", "err", err)
 	}
 	defer res.Close()
+	defer guard.closeOnStall(res)()
 	d, s, err := readSnapshotHeader(bufio.NewReaderSize(guard.reader(res), 64<<10), keys)
 	switch {
 	case errors.Is(err, ErrOldSnapshot):
