@@ -793,8 +793,8 @@ func (g *stallGuard) stop() {
 
 // closeOnStall closes c once the guard gives up, and returns the function that stops
 // watching. nats.go's object reader sees a cancelled context only when its next chunk
-// arrives: a read whose chunks stopped coming would block for ever (bench/fleet saw 3 of
-// 200 replicas starting together wait there 5 minutes and more, not ready).
+// arrives: a read whose chunks stopped coming would block for ever (bench/fleet saw 51
+// of 200 replicas starting together wait there over 4 minutes, not ready).
 func (g *stallGuard) closeOnStall(c io.Closer) (stop func() bool) {
 	return context.AfterFunc(g.ctx, func() { _ = c.Close() })
 }
