@@ -282,6 +282,29 @@ func TestLogoutMaxAge(t *testing.T) {
 	}
 }
 
+// TestIngestWithoutAPICredentials: without a bearer token or a client CA, ingest serves
+// only the endpoints that authenticate each request (Shared Signals, back-channel logout,
+// OAuth clients), and the chart renders each alone, with arguments ingest accepts.
+func TestIngestWithoutAPICredentials(t *testing.T) {
+	tr := "ingest.ssf.transmitters[0]."
+	only := map[string][]string{
+		"Shared Signals": {tr + "issuer=https://idp.example.com", tr + "audience=revoked", tr + "jwksUri=https://idp.example.com/ssf/jwks",
+			tr + "pushAuthorizationSecret.name=push"},
+		"back-channel logout": {"ingest.auth.jwksUrl=https://idp.example.com/jwks", "ingest.logout.audiences={shop}"},
+		"OAuth clients": {"ingest.auth.jwksUrl=https://idp.example.com/jwks", "ingest.auth.oauthClients[0].id=shop",
+			"ingest.auth.oauthClients[0].secretName=oauth-shop"},
+	}
+	for name, extra := range only {
+		t.Run(name, func(t *testing.T) {
+			m := render(t, sets(append([]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true"}, extra...)...)...)
+			checkIngest(t, m)
+			if _, c := ingestPod(t, m); flags(c)["bearer-token-file"] != "" || flags(c)["client-ca"] != "" {
+				t.Errorf("API credentials rendered: %v", c.Args)
+			}
+		})
+	}
+}
+
 // TestIngestTemplateFailures: settings `revoked ingest` (or its ssf loader) would refuse
 // at start fail the render, with a message naming the value.
 func TestIngestTemplateFailures(t *testing.T) {
@@ -299,7 +322,8 @@ func TestIngestTemplateFailures(t *testing.T) {
 		want string
 	}{
 		// Before: the chart took a JWKS URL as caller authentication; ingest refuses to start.
-		"JWKS alone authenticates no caller": {[]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", jwks}, "needs caller authentication"},
+		"JWKS alone authenticates no caller": {[]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true", jwks}, "to which no caller could authenticate"},
+		"nothing to serve":                   {[]string{"sidecar.allowAnyAudience=true", "ingest.enabled=true"}, "needs caller authentication"},
 		"allow-list without a CA":            {append(slices.Clone(base), "ingest.auth.clientCertNames={idp}"), "clientCertNames needs ingest.auth.clientCASecret.name"},
 		"OAuth clients without JWKS":         {append(slices.Clone(base), "ingest.auth.oauthClients[0].id=shop", "ingest.auth.oauthClients[0].secretName=s"), "oauthClients needs ingest.auth.jwksUrl"},
 		"two JWKS sources":                   {append(slices.Clone(base), jwks, "ingest.auth.jwksConfigMap.name=keys"), "exclude each other"},

@@ -11,8 +11,16 @@ would let any holder of a certificate the CA signs publish revocations.
 {{- define "revoked.ingestChecks" -}}
 {{- $i := .Values.ingest }}
 {{- $a := $i.auth }}
+{{- /* Without API credentials, only the endpoints that authenticate each request run
+(as revoked ingest decides): OAuth clients, back-channel logout, Shared Signals. */}}
 {{- if not (or $a.bearerTokenSecret.name $a.clientCASecret.name) }}
-{{- fail "revoked: the ingest API needs caller authentication: set ingest.auth.bearerTokenSecret.name or ingest.auth.clientCASecret.name (ingest.auth.jwksUrl verifies revoked and logout tokens, it authenticates no caller)" }}
+{{- $jwks := or $a.jwksUrl $a.jwksConfigMap.name }}
+{{- if and $jwks (not $a.oauthClients) (not $i.logout.audiences) }}
+{{- fail "revoked: ingest.auth.jwksUrl (or jwksConfigMap) without ingest.logout.audiences serves /oauth2/revoke, to which no caller could authenticate: set ingest.auth.bearerTokenSecret.name, clientCASecret.name or oauthClients" }}
+{{- end }}
+{{- if not (or (and $jwks (or $a.oauthClients $i.logout.audiences)) $i.ssf.transmitters) }}
+{{- fail "revoked: the ingest API needs caller authentication: set ingest.auth.bearerTokenSecret.name or ingest.auth.clientCASecret.name (there is no anonymous mode), or serve only endpoints that authenticate each request: ingest.ssf.transmitters, ingest.logout.audiences or ingest.auth.oauthClients with ingest.auth.jwksUrl" }}
+{{- end }}
 {{- end }}
 {{- if and $a.clientCASecret.name (not $i.tls.secretName) }}
 {{- fail "revoked: ingest.auth.clientCASecret (mutual TLS) needs ingest.tls.secretName" }}
