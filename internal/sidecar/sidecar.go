@@ -51,6 +51,7 @@ type Sidecar struct {
 	nc         *nats.Conn
 	dev        *devEnv
 
+	authzSvc   *authz.Service // the decision and the ext_authz servers, built by one authz.New
 	grpcServer *grpc.Server
 	health     *health.Server
 	httpServer *http.Server
@@ -129,19 +130,21 @@ func Start(ctx context.Context, cfg Settings, log *slog.Logger) (s *Sidecar, err
 		return nil, err
 	}
 
-	verifier := authz.NewVerifier(s.keys, authz.VerifierConfig{
-		Issuers:      cfg.Issuers,
-		Audiences:    cfg.Audiences,
-		Leeway:       cfg.Leeway,
-		RequireJTI:   cfg.RequireJTI,
-		MaxLifetime:  cfg.MaxTokenLife,
-		CutoffClaims: cfg.CutoffClaims,
+	s.authzSvc = authz.New(s.keys, s.Set, authz.Config{
+		Verify: authz.VerifierConfig{
+			Issuers:      cfg.Issuers,
+			Audiences:    cfg.Audiences,
+			Leeway:       cfg.Leeway,
+			RequireJTI:   cfg.RequireJTI,
+			MaxLifetime:  cfg.MaxTokenLife,
+			CutoffClaims: cfg.CutoffClaims,
+		},
+		TokenCacheSize: cfg.TokenCacheSize,
+		SubjectHeader:  cfg.SubjectHeader,
+		Registerer:     s.Registry,
+		Log:            log,
 	})
-	s.Authorizer = authz.NewAuthorizer(verifier, s.Set, authz.Options{
-		CacheSize: cfg.TokenCacheSize,
-		Metrics:   authz.NewMetrics(s.Registry),
-		Log:       log,
-	})
+	s.Authorizer = s.authzSvc.Authorizer
 
 	if err = s.listen(); err != nil {
 		return nil, err
@@ -170,7 +173,7 @@ func (s *Sidecar) listen() error {
 	// GRPCServerOptions decodes only the authorization header of a CheckRequest.
 	opts := append([]grpc.ServerOption{grpc.KeepaliveParams(ka), grpc.MaxRecvMsgSize(4 << 20)}, authz.GRPCServerOptions()...)
 	s.grpcServer = grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(s.grpcServer, authz.NewGRPCServer(s.Authorizer, s.cfg.SubjectHeader))
+	authv3.RegisterAuthorizationServer(s.grpcServer, s.authzSvc.GRPC)
 	s.health = health.NewServer()
 	for _, svc := range []string{"", authzService} {
 		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -190,7 +193,7 @@ func (s *Sidecar) listen() error {
 		}
 		s.httpAddr = addrString(lis)
 		s.httpServer = &http.Server{
-			Handler:           authz.NewHTTPServer(s.Authorizer, s.cfg.SubjectHeader),
+			Handler:           s.authzSvc.HTTP,
 			ReadHeaderTimeout: 5 * time.Second,
 			MaxHeaderBytes:    64 << 10,
 			IdleTimeout:       2 * time.Minute,
