@@ -460,10 +460,6 @@ func (r *Replica) caughtUp(f *follower, now time.Time) {
 	}
 }
 
-// mirrorSilence is how long a mirror may go without hearing from its origin (the
-// server sends a heartbeat every second) before the replica counts itself stale.
-const mirrorSilence = 5 * time.Second
-
 // checkMirror makes a replica of a mirror stale while the mirror has lost contact
 // with its origin (CONTRACT section 3): events acknowledged by the origin do not reach
 // it.
@@ -487,7 +483,7 @@ func (r *Replica) checkMirror(info *jetstream.StreamInfo, now time.Time) {
 	if m != nil && m.Active >= 0 {
 		r.followOrigin(info.State.LastSeq, m.Lag)
 	}
-	cut := !since.IsZero() && now.Sub(since) > mirrorSilence
+	cut := !since.IsZero() && now.Sub(since) > stream.MirrorSilence
 	if cut {
 		r.markStale(since)
 	}
