@@ -36,6 +36,7 @@ type opts struct {
 	gap          time.Duration
 	idle         time.Duration
 	snapshot     bool
+	replay       bool
 	readyTimeout time.Duration
 	dir          string
 }
@@ -48,10 +49,11 @@ func run() int {
 	gap := flag.Duration("gap", 20*time.Millisecond, "time between timed revocations")
 	idle := flag.Duration("idle", 20*time.Second, "how long the idle fleet is watched")
 	snapshot := flag.Bool("snapshot", true, "also restart every fleet from a snapshot")
+	replay := flag.Bool("replay", true, "restart every fleet by full replay (false: from the snapshot only)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "longest wait for a fleet to be ready")
 	dir := flag.String("dir", "", "work directory (default: a new temporary one)")
 	flag.Parse()
-	o := opts{natsBin: *natsBin, entries: *entries, events: *events, gap: *gap, idle: *idle, snapshot: *snapshot, readyTimeout: *timeout, dir: *dir}
+	o := opts{natsBin: *natsBin, entries: *entries, events: *events, gap: *gap, idle: *idle, snapshot: *snapshot, replay: *replay, readyTimeout: *timeout, dir: *dir}
 	for s := range strings.SplitSeq(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -89,7 +91,7 @@ func fleet(o opts) error {
 	for _, n := range o.sizes {
 		baseRSS := benchkit.RSS(ns)
 		for _, withSnap := range []bool{false, true} {
-			if withSnap && snap == nil {
+			if (withSnap && snap == nil) || (!withSnap && !o.replay && snap != nil) {
 				continue
 			}
 			f, st, err := restart(ctx, env, n, withSnap, snap, o.readyTimeout)
