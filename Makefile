@@ -50,15 +50,15 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
 
 .PHONY: test-faults
 test-faults: ## Fault-injection suite, long form: real nats-server and revoked processes (~6 min)
-	REVOKED_FAULTS=long $(GO) test -race -count=1 -timeout 30m -v $(RUN) ./faults
+	REVOKED_FAULTS=long $(GO) test -race -count=1 -timeout 30m -v $(RUN) ./test/faults
 
 .PHONY: test-explore
 test-explore: ## Explorer, long form: seeded random operations against real NATS and replicas (EXPLORE_DURATION, default 20m; EXPLORE_SEED)
-	EXPLORE_DURATION=$${EXPLORE_DURATION:-20m} $(GO) test -race -count=1 -timeout 0 -v -run '^TestExplore$$' ./faults/explore
+	EXPLORE_DURATION=$${EXPLORE_DURATION:-20m} $(GO) test -race -count=1 -timeout 0 -v -run '^TestExplore$$' ./test/faults/explore
 
 .PHONY: test-soak
 test-soak: ## Bounded soak of a real sidecar (SOAK_DURATION, default 2m)
-	REVOKED_SOAK=1 REVOKED_SOAK_DURATION=$${SOAK_DURATION:-2m} $(GO) test -count=1 -timeout 15m -v ./soak
+	REVOKED_SOAK=1 REVOKED_SOAK_DURATION=$${SOAK_DURATION:-2m} $(GO) test -count=1 -timeout 15m -v ./test/soak
 
 .PHONY: test-idp
 test-idp: ## Tests against real IdPs, Ory Hydra and oidc-provider: installs gcc and node if missing, builds Hydra (~6 min the first time) and revoked, npm ci

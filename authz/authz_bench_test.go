@@ -297,7 +297,7 @@ func BenchmarkBearerToken(b *testing.B) {
 
 // BenchmarkGRPC is GRPCServer.Check over a real gRPC connection in one process, on
 // loopback TCP and on a Unix socket (Envoy's pipe address), from 32 parallel callers:
-// the transport's share of a check; unix+codec adds GRPCServerOptions (partial decode). cmd/loadgen measures the same across processes.
+// the transport's share of a check; unix+codec adds GRPCServerOptions (partial decode). bench/loadgen measures the same across processes.
 func BenchmarkGRPC(b *testing.B) {
 	e := newBenchEnv(b)
 	a := e.authorizer(10_000)

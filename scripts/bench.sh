@@ -3,7 +3,7 @@
 #
 #   1. Go benchmarks (testing.B, -benchmem): blocklist, decisions, replay, with the naive
 #      baseline (map[string] behind one mutex, no token cache) measured beside them.
-#   2. cmd/loadgen against real revoked processes over gRPC (closed and open loop),
+#   2. bench/loadgen against real revoked processes over gRPC (closed and open loop),
 #      Unix socket and TCP, and a sidecar without token cache as the baseline.
 #   3. bench/coldstart: exec to ready over a stream of COLD_EVENTS events.
 #   4. bench/propagation: publish to enforced in PROP_SIDECARS processes.

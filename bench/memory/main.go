@@ -1,5 +1,5 @@
 // Command memory measures what a sidecar holds in memory with a full replica: its RSS
-// once ready and idle, and while it answers an open loop of checks (cmd/loadgen), under
+// once ready and idle, and while it answers an open loop of checks (bench/loadgen), under
 // several Go runtime settings (GOGC, GOMEMLIMIT) and binaries, started in turn in every
 // run. In the same run, the load tool also drives a null Authorization server (answers
 // OK at once, no decision): the floor of the gRPC transport the sidecar's p99 is

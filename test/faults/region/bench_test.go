@@ -50,7 +50,7 @@ func (rep *replica) has(jti string) bool { return rep.set.HasJTI(rep.set.JTIKey(
 // (following the stream) and of one in the region (following the mirror over the leaf
 // node): what the extra hop costs. The blocklist is polled every 50µs.
 //
-//	go test -run '^$' -bench HubToRegion -benchtime 500x ./faults/region
+//	go test -run '^$' -bench HubToRegion -benchtime 500x ./test/faults/region
 func BenchmarkHubToRegion(b *testing.B) {
 	f := newFleet(b)
 	inHub := startReplica(b, f.Hub.Connect())
@@ -90,7 +90,7 @@ func BenchmarkHubToRegion(b *testing.B) {
 // the server's 10s source health check the mirror's consumer is torn down and set up
 // again with the server's retry backoff.
 //
-//	go test -run '^$' -bench RegionCatchUp -benchtime 3x ./faults/region
+//	go test -run '^$' -bench RegionCatchUp -benchtime 3x ./test/faults/region
 func BenchmarkRegionCatchUp(b *testing.B) {
 	for _, cut := range []time.Duration{3 * time.Second, 15 * time.Second} {
 		b.Run("cut="+cut.String(), func(b *testing.B) { benchCatchUp(b, cut, 10_000) })

@@ -97,7 +97,7 @@ var known = []struct {
 // per-request timeout with a retry, or counting the wait as staleness, would. Replay
 // (the list below gave it 4 times in 5 replays on the tree of 05:55 UTC):
 //
-//	EXPLORE_VERBOSE=1 EXPLORE_OPS='...' go test -race -count=1 -run TestExplore ./faults/explore
+//	EXPLORE_VERBOSE=1 EXPLORE_OPS='...' go test -race -count=1 -run TestExplore ./test/faults/explore
 //
 // with the operations of seed 1000 shrunk to 60:
 //
@@ -137,7 +137,7 @@ func knownOne(t *testing.T, total *stats, name, row, opList, was, cause string) 
 	v, _ := runOps(t, st, ops, true)
 	total.add(st)
 	if v != nil {
-		t.Errorf("issue 9 row %s (%s) is back: %s\n  ops: %s\n  on b85a661: %s\n  cause there: %s\n  replay: EXPLORE_OPS='%s' go test -race -count=1 -run TestExplore ./faults/explore",
+		t.Errorf("issue 9 row %s (%s) is back: %s\n  ops: %s\n  on b85a661: %s\n  cause there: %s\n  replay: EXPLORE_OPS='%s' go test -race -count=1 -run TestExplore ./test/faults/explore",
 			row, name, v, opList, was, cause, opList)
 	}
 }

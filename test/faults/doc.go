@@ -4,6 +4,6 @@
 // off from NATS, lost publish acks, a cluster node killed). Each scenario ends with a
 // convergence check: every sidecar's replica holds exactly the set of acked events.
 //
-// Plain `go test ./faults` runs the short form; REVOKED_FAULTS=long (make test-faults)
+// Plain `go test ./test/faults` runs the short form; REVOKED_FAULTS=long (make test-faults)
 // runs longer and with more faults. The code is all in _test.go files.
 package faults

@@ -204,7 +204,7 @@ func report(t *testing.T, st *stats, seed uint64, ops []Op, v *violation) {
 	if seed == noSeed {
 		replay = "EXPLORE_OPS='" + FormatOps(ops) + "'"
 	}
-	t.Logf("seed %d: failing operations (%d):\n  %s\nreplay: %s go test -race -count=1 -run TestExplore ./faults/explore",
+	t.Logf("seed %d: failing operations (%d):\n  %s\nreplay: %s go test -race -count=1 -run TestExplore ./test/faults/explore",
 		seed, len(ops), FormatOps(ops), replay)
 	if os.Getenv("EXPLORE_SHRINK") == "0" {
 		return
@@ -216,7 +216,7 @@ func report(t *testing.T, st *stats, seed uint64, ops []Op, v *violation) {
 		}
 	}
 	small, last := shrink(t, ops, v.kind, budget)
-	t.Logf("seed %d: shrunk to %d operations (%s):\n  %s\n  last failure: %s\nreplay it: EXPLORE_OPS='%s' go test -race -count=1 -run TestExplore ./faults/explore",
+	t.Logf("seed %d: shrunk to %d operations (%s):\n  %s\n  last failure: %s\nreplay it: EXPLORE_OPS='%s' go test -race -count=1 -run TestExplore ./test/faults/explore",
 		seed, len(small), v.kind, FormatOps(small), last, FormatOps(small))
 }
 
