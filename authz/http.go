@@ -11,7 +11,7 @@ import (
 // other answer goes to the client with the headers allowed_client_headers names.
 type HTTPServer struct {
 	a             *Authorizer
-	subjectHeader string
+	subjectHeader string // canonical (net/http) form, computed once
 	denials       [numReasons]httpDenial
 }
 
@@ -24,7 +24,10 @@ type httpDenial struct {
 
 // NewHTTPServer returns the HTTP ext_authz handler.
 func NewHTTPServer(a *Authorizer, subjectHeader string) *HTTPServer {
-	s := &HTTPServer{a: a, subjectHeader: subjectHeader}
+	s := &HTTPServer{a: a}
+	if subjectHeader != "" {
+		s.subjectHeader = http.CanonicalHeaderKey(subjectHeader)
+	}
 	for _, r := range Reasons() {
 		d := DenialFor(r)
 		h := http.Header{"Content-Length": {strconv.Itoa(len(d.Body))}}
@@ -49,12 +52,13 @@ func (s *HTTPServer) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h["Cache-Control"] = noStore
 		// Envoy's HTTP mode can only add headers upstream: a removal is sent as an
 		// empty value, which allowed_upstream_headers then overwrites the client's with.
+		// The names are s.subjectHeader's, already canonical.
 		up := upstreamFor(d.Token, s.subjectHeader)
 		for _, kv := range up.Set {
-			h[http.CanonicalHeaderKey(kv.Name)] = []string{kv.Value}
+			h[kv.Name] = []string{kv.Value}
 		}
 		for _, name := range up.Remove {
-			h[http.CanonicalHeaderKey(name)] = []string{""}
+			h[name] = []string{""}
 		}
 		w.WriteHeader(http.StatusOK)
 		return

@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Keys, error) {
 	case cfg.File != "":
 		var watch filewatch.Watcher // its state taken before the read: a change in between is seen
 		watch.Add(func() { reloadFileLogged(ctx, store, cfg.File, log) }, cfg.File)
-		keys, _, err := readJWKS(cfg.File)
+		keys, err := readJWKS(cfg.File)
 		if err != nil {
 			return nil, err
 		}
@@ -364,23 +364,23 @@ func verifies(m jwkset.JWKMarshal) bool {
 	return (m.USE == "" || m.USE == jwkset.UseSig) && (len(m.KEYOPS) == 0 || slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify))
 }
 
-func readJWKS(path string) ([]jwkset.JWK, []byte, error) {
+func readJWKS(path string) ([]jwkset.JWK, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("jwks file: %w", err)
+		return nil, fmt.Errorf("jwks file: %w", err)
 	}
 	var set jwkset.JWKSMarshal
 	if err := json.Unmarshal(raw, &set); err != nil {
-		return nil, nil, fmt.Errorf("jwks file %s: %w", path, err)
+		return nil, fmt.Errorf("jwks file %s: %w", path, err)
 	}
 	keys, err := set.JWKSlice()
 	if err != nil {
-		return nil, nil, fmt.Errorf("jwks file %s: %w", path, err)
+		return nil, fmt.Errorf("jwks file %s: %w", path, err)
 	}
 	if !slices.ContainsFunc(keys, func(k jwkset.JWK) bool { return verifies(k.Marshal()) }) {
-		return nil, nil, fmt.Errorf("jwks file %s: no signing keys", path)
+		return nil, fmt.Errorf("jwks file %s: no signing keys", path)
 	}
-	return keys, raw, nil
+	return keys, nil
 }
 
 // reloadFileLogged reloads the JWKS file once the watcher saw it change (a mounted

@@ -22,7 +22,7 @@ func FuzzJWKSFile(f *testing.F) {
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		keys, _, err := readJWKS(path)
+		keys, err := readJWKS(path)
 		if err != nil {
 			return
 		}

@@ -32,7 +32,7 @@ func fetchOnce(ctx context.Context, url string, opts jwkset.HTTPClientStorageOpt
 
 // reloadFile reads the JWKS file into store; a broken file keeps the keys held.
 func reloadFile(ctx context.Context, store *keyStore, path string) error {
-	keys, _, err := readJWKS(path)
+	keys, err := readJWKS(path)
 	if err != nil {
 		return err
 	}
