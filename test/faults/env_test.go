@@ -17,6 +17,7 @@ import (
 
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 )
 
@@ -66,7 +67,7 @@ func newEnv(t *testing.T, nodes int) *env {
 		t.Fatal(err)
 	}
 	waitJetStream(t, e.js)
-	waitFor(t, 60*time.Second, "stream created", func() error {
+	testsupport.WaitFor(t, 60*time.Second, "stream created", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, err := stream.Ensure(ctx, e.js, stream.Settings{Replicas: nodes})
@@ -109,7 +110,7 @@ func (e *env) publisher(js jetstream.JetStream) *publisher {
 // cluster elects a leader.
 func (e *env) streamState() (msgs, lastSeq uint64) {
 	e.t.Helper()
-	waitFor(e.t, 60*time.Second, "stream info", func() error {
+	testsupport.WaitFor(e.t, 60*time.Second, "stream info", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		s, err := e.js.Stream(ctx, event.DefaultStream)

@@ -90,7 +90,7 @@ func TestSidecarPartitioned(t *testing.T) {
 		acked := p.ackedEvents()
 		revoked := acked[len(acked)-1]
 		for _, s := range []*sidecar{b, c} {
-			waitFor(t, 30*time.Second, s.name+" applied the last event before the cut", func() error {
+			testsupport.WaitFor(t, 30*time.Second, s.name+" applied the last event before the cut", func() error {
 				if reason, err := s.check(context.Background(), revoked.token); err != nil || reason != "revoked_jti" {
 					return fmt.Errorf("%q %v", reason, err)
 				}
@@ -104,13 +104,13 @@ func TestSidecarPartitioned(t *testing.T) {
 		proxyB.Partition()
 		proxyC.Partition()
 		for _, s := range []*sidecar{b, c} {
-			waitFor(t, 20*time.Second, s.name+" revoked_sync_connected 0", func() error {
+			testsupport.WaitFor(t, 20*time.Second, s.name+" revoked_sync_connected 0", func() error {
 				return metricIs(s, "revoked_sync_connected", 0)
 			})
 		}
 		// Staleness grows past the limit.
 		var first float64
-		waitFor(t, 20*time.Second, "b staleness past 1s", func() error {
+		testsupport.WaitFor(t, 20*time.Second, "b staleness past 1s", func() error {
 			v, err := b.metric("revoked_sync_staleness_seconds")
 			if err == nil && v <= 1 {
 				err = fmt.Errorf("staleness %.2f", v)
@@ -118,7 +118,7 @@ func TestSidecarPartitioned(t *testing.T) {
 			first = v
 			return err
 		})
-		waitFor(t, 20*time.Second, "b staleness growing", func() error {
+		testsupport.WaitFor(t, 20*time.Second, "b staleness growing", func() error {
 			v, err := b.metric("revoked_sync_staleness_seconds")
 			if err == nil && v < first+0.3 {
 				err = fmt.Errorf("staleness %.2f after %.2f", v, first)
@@ -132,7 +132,7 @@ func TestSidecarPartitioned(t *testing.T) {
 			}
 		}
 		// deny: c refuses every check as stale, and says it is not ready.
-		waitFor(t, 10*time.Second, "c denies as stale", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "c denies as stale", func() error {
 			for _, tok := range []string{revoked.token, fresh} {
 				if reason, err := c.check(context.Background(), tok); err != nil || reason != "stale" {
 					return fmt.Errorf("%q %v", reason, err)
@@ -150,14 +150,14 @@ func TestSidecarPartitioned(t *testing.T) {
 		proxyB.Heal()
 		proxyC.Heal()
 		for _, s := range []*sidecar{b, c} {
-			waitFor(t, 30*time.Second, s.name+" reconnected", func() error {
+			testsupport.WaitFor(t, 30*time.Second, s.name+" reconnected", func() error {
 				if err := metricIs(s, "revoked_sync_connected", 1); err != nil {
 					return err
 				}
 				return metricIs(s, "revoked_sync_staleness_seconds", 0)
 			})
 		}
-		waitFor(t, 10*time.Second, "c serves again", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "c serves again", func() error {
 			if reason, err := c.check(context.Background(), fresh); err != nil || reason != "ok" {
 				return fmt.Errorf("%q %v", reason, err)
 			}
@@ -227,7 +227,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		if round < tm.rounds-1 {
 			leader.start()
 			// The node catches up before the next fault, so that a quorum stays.
-			waitFor(t, 60*time.Second, "stream replicas current", e.replicasCurrent)
+			testsupport.WaitFor(t, 60*time.Second, "stream replicas current", e.replicasCurrent)
 		}
 	}
 	publishFor(t, p, tm.phase)
@@ -239,7 +239,7 @@ func TestClusterNodeKilled(t *testing.T) {
 func (e *env) streamLeader() *natsNode {
 	e.t.Helper()
 	var leader *natsNode
-	waitFor(e.t, 30*time.Second, "stream leader", func() error {
+	testsupport.WaitFor(e.t, 30*time.Second, "stream leader", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		s, err := e.js.Stream(ctx, event.DefaultStream)

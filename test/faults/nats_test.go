@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // NATS users of the suite. The sidecar's user holds only the rights
@@ -57,17 +58,6 @@ type natsNode struct {
 	exited chan struct{}
 }
 
-// freePort returns a loopback port free at the time of the call.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startNATS runs n nats-server processes with JetStream; with n > 1 they form a cluster.
 func startNATS(t *testing.T, n int) *natsCluster {
 	t.Helper()
@@ -82,7 +72,7 @@ func startNATS(t *testing.T, n int) *natsCluster {
 	clientPorts := make([]int, n)
 	routePorts := make([]int, n)
 	for i := range n {
-		clientPorts[i], routePorts[i] = freePort(t), freePort(t)
+		clientPorts[i], routePorts[i] = testsupport.FreePort(t), testsupport.FreePort(t)
 	}
 	for i := range n {
 		node := &natsNode{
@@ -154,7 +144,7 @@ func (n *natsNode) start() {
 		logf.Close()
 		close(exited)
 	}(n.exited)
-	waitFor(n.t, 20*time.Second, "nats-server "+n.name+" listening", func() error {
+	testsupport.WaitFor(n.t, 20*time.Second, "nats-server "+n.name+" listening", func() error {
 		conn, err := net.DialTimeout("tcp", n.addr(), 200*time.Millisecond)
 		if err != nil {
 			return err
@@ -206,26 +196,10 @@ func (c *natsCluster) connect(url string, name string) *nats.Conn {
 // waitJetStream waits until JetStream answers through nc (a cluster has a meta leader).
 func waitJetStream(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "JetStream available", func() error {
+	testsupport.WaitFor(t, 60*time.Second, "JetStream available", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_, err := js.AccountInfo(ctx)
 		return err
 	})
-}
-
-// waitFor polls f every 50 ms until it returns nil or d has passed.
-func waitFor(t testing.TB, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", d, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/devissuer"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // pubEvent is one revocation the publisher sends, with the token it revokes.
@@ -169,7 +170,7 @@ func (p *publisher) ackedEvents() []*pubEvent {
 // waitAcked waits until at least n events have been acked.
 func (p *publisher) waitAcked(n int) {
 	p.t.Helper()
-	waitFor(p.t, 60*time.Second, "events acked", func() error {
+	testsupport.WaitFor(p.t, 60*time.Second, "events acked", func() error {
 		if s := p.stats(); s.acked < n {
 			return errors.New("not yet")
 		}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/revoked-dev/revoked/internal/envoyreq"
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // sidecar is one revoked process. Restart runs it again with the same flags (on new
@@ -144,7 +145,7 @@ func (s *sidecar) start() {
 // waitReady waits until /readyz says 200: the replica has caught up with the stream.
 func (s *sidecar) waitReady() {
 	s.t.Helper()
-	waitFor(s.t, 60*time.Second, "sidecar "+s.name+" ready", func() error {
+	testsupport.WaitFor(s.t, 60*time.Second, "sidecar "+s.name+" ready", func() error {
 		code, body, err := s.get("/readyz")
 		if err != nil {
 			return err

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // hydra is Ory Hydra, `hydra serve all --dev` with an in-memory database and JWT
@@ -29,7 +31,7 @@ type hydra struct {
 // access tokens otherwise lack.
 func startHydra(t *testing.T) *hydra {
 	t.Helper()
-	public, admin := freePort(t), freePort(t)
+	public, admin := testsupport.FreePort(t), testsupport.FreePort(t)
 	cfg := fmt.Sprintf(`dsn: memory
 serve:
   public: {host: 127.0.0.1, port: %d}
@@ -51,7 +53,7 @@ log: {level: info, format: json}
 	}
 	p, _ := startProc(t, "hydra", binary(t, "HYDRA_BIN", "hydra"), []string{"serve", "all", "--dev", "-c", file}, nil, "")
 	h := &hydra{admin: "http://127.0.0.1:" + strconv.Itoa(admin), proc: p}
-	waitFor(t, 60*time.Second, "hydra ready", func() error {
+	testsupport.WaitFor(t, 60*time.Second, "hydra ready", func() error {
 		resp, err := httpClient.Get(h.admin + "/health/ready")
 		if err != nil {
 			return err
@@ -237,14 +239,14 @@ func TestHydra(t *testing.T) {
 		sc.wantAllowed(t, "app-c's token", c.AccessToken)
 		const refused = `revoked_ingest_events_rejected_total{endpoint="backchannel_logout",reason="no_sub"}`
 		h.logout(t, b, c)
-		waitFor(t, 10*time.Second, "ingest refuses Hydra's logout token without sub", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "ingest refuses Hydra's logout token without sub", func() error {
 			if got := clientIngest.metric(t, refused); got != 1 {
 				return fmt.Errorf("%s = %v, want 1", refused, got)
 			}
 			return nil
 		})
 		step(t, "ingest refused the logout token (400, %s)", refused)
-		waitFor(t, 10*time.Second, "Hydra logs the refusal", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "Hydra logs the refusal", func() error {
 			if !h.proc.logContains("but got 400") {
 				return fmt.Errorf("hydra has not logged the 400")
 			}
@@ -259,7 +261,7 @@ func TestHydra(t *testing.T) {
 		tokens = append(tokens, d.AccessToken, d.IDToken)
 		sc.wantAllowed(t, "app-d's token", d.AccessToken)
 		h.logout(t, b, d)
-		waitFor(t, 10*time.Second, "ingest refuses Hydra's logout token without exp", func() error {
+		testsupport.WaitFor(t, 10*time.Second, "ingest refuses Hydra's logout token without exp", func() error {
 			if !strictIngest.proc.logContains("no exp claim (BCL 1.0 requires exp") {
 				return fmt.Errorf("ingest-strict has not logged the refusal")
 			}

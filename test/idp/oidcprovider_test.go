@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/revoked-dev/revoked/internal/testsupport"
 )
 
 // opResource is the API oidc-provider's JWT access tokens are for (RFC 8707, RFC 9068).
@@ -152,7 +154,7 @@ func (op *oidcProvider) sentLogout(client string) bool {
 // and refuses to revoke another client's.
 func TestOIDCProvider(t *testing.T) {
 	natsURL := startNATS(t)
-	clientPort, userPort := freePort(t), freePort(t)
+	clientPort, userPort := testsupport.FreePort(t), testsupport.FreePort(t)
 	bcl := func(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) + "/backchannel-logout" }
 	op := startOIDCProvider(t, map[string]string{"app-a": bcl(clientPort), "app-b": bcl(clientPort), "app-u": bcl(userPort)})
 	var tokens []string // every token the IdP issued, which no log of ours may hold

@@ -89,7 +89,7 @@ func (s *sidecar) wantAllowed(t *testing.T, what, token string) {
 // from the IdP through ingest and the stream to the replica.
 func (s *sidecar) waitDenied(t *testing.T, what, token, reason string, since time.Time) {
 	t.Helper()
-	waitFor(t, 10*time.Second, what+" denied", func() error {
+	testsupport.WaitFor(t, 10*time.Second, what+" denied", func() error {
 		if got := s.check(t, token); got != reason {
 			return fmt.Errorf("sidecar says %q, want %q", got, reason)
 		}
@@ -169,7 +169,7 @@ func (in *ingest) metric(t *testing.T, series string) float64 {
 
 func waitReady(t *testing.T, name, admin string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, name+" ready", func() error {
+	testsupport.WaitFor(t, 60*time.Second, name+" ready", func() error {
 		resp, err := httpClient.Get("http://" + admin + "/readyz")
 		if err != nil {
 			return err
