@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/revoked-dev/revoked/event"
+	"github.com/revoked-dev/revoked/publish"
 )
 
 // BackchannelLogoutEvent is the member a logout token's events claim must hold.
@@ -167,24 +167,39 @@ func (s *Server) logoutEvents(lt logoutToken) ([]event.Event, error) {
 	}
 	// The user's tokens at the logging-out client(s) only: one cutoff per client.
 	evs := make([]event.Event, 0, len(lt.clients))
-	for i, client := range lt.clients {
+	for _, client := range lt.clients {
 		ev := base
 		ev.Claim, ev.Value, ev.ClientID = "sub", lt.sub, client
-		if i > 0 {
-			ev.EventID = id + ":" + strconv.Itoa(i)
-		}
+		ev.EventID = clientCutoffID(id, client)
 		evs = append(evs, ev)
 	}
 	return evs, nil
 }
 
+// clientCutoffID is the event id of a logout's cutoff for one client: derived from the
+// client id, not its place in aud, so that every replica and every retry gives that
+// cutoff the same id (and the stream's duplicate window catches it) whatever the order
+// of aud and whichever of the token's clients a replica's --logout-audience names.
+func clientCutoffID(logoutID, client string) string {
+	sum := sha256.Sum256([]byte(client))
+	return logoutID + ":" + hex.EncodeToString(sum[:8])
+}
+
 // backchannelLogout is POST /backchannel-logout. The signed logout token authenticates
 // the IdP: the body is bounded to maxLogoutBody and the signature checked before
 // anything else (no key fetch waits on an anonymous caller). A valid token becomes the
-// cutoffs of logoutEvents. A jti seen before is refused: within this process for as
-// long as the token is acceptable, and across replicas by the stream's duplicate window
-// (the event's Nats-Msg-Id derives from iss and jti; Config.Validate fits the
-// acceptance window into the shortest duplicate window the contract allows).
+// cutoffs of logoutEvents, every one of them validated before any is published.
+//
+// A jti seen before is refused as replayed: within this process for as long as the
+// token is acceptable (replayCache), and across replicas by the stream's duplicate
+// window: every cutoff's Nats-Msg-Id derives from iss and jti (Config.Validate fits the
+// acceptance window into the shortest duplicate window the contract allows), and a
+// token is a replay there only when the stream already held EVERY one of its cutoffs.
+// A logout answered 503 after some of its cutoffs were stored is thus retried safely at
+// any replica: the retry publishes every cutoff again, the stored ones come back as
+// duplicates (nothing is doubled), and the missing ones are stored. (At the replica
+// that answered 503, replayCache remembers the failure, and the retry is no replay
+// even when every cutoff turns out to be stored: its own attempt may have stored them.)
 func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	const endpoint = "backchannel_logout"
 	if s.keys == nil || len(s.cfg.LogoutAudiences) == 0 {
@@ -226,31 +241,50 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", "logout_token replayed (jti seen before)")
 		return
 	}
-	for i, ev := range evs {
-		res, err := s.pub.Publish(r.Context(), ev)
-		var evErr *event.Error
-		switch {
-		case errors.As(err, &evErr):
+	// A cutoff the contract refuses is refused before any other is published: a logout
+	// is never half published and then answered 400, which the IdP does not retry.
+	for _, ev := range evs {
+		if _, err := s.pub.Payload(&ev); err != nil {
 			s.replay.failed(key)
 			s.metrics.rejected.WithLabelValues(endpoint, event.Reason(err)).Inc()
-			writeError(w, http.StatusBadRequest, "invalid_request", "logout_token cannot form a revocation: "+evErr.Detail)
-			return
-		case err != nil:
-			s.replay.failed(key) // not acknowledged: the IdP may send it again
-			s.publishFailed(w, endpoint, err)
-			return
-		case i == 0 && res.Duplicate && res.Attempts == 1 && !retry:
-			// Another replica (or an earlier life of this one) published this logout. (After
-			// a retry, or when an earlier request for it here got a 503, the duplicate may
-			// be this replica's own attempt that did reach the stream.)
-			s.metrics.rejected.WithLabelValues(endpoint, "replayed").Inc()
-			writeError(w, http.StatusBadRequest, "invalid_request", "logout_token replayed (jti seen before)")
+			detail := err.Error()
+			if evErr := (*event.Error)(nil); errors.As(err, &evErr) {
+				detail = evErr.Detail
+			}
+			writeError(w, http.StatusBadRequest, "invalid_request", "logout_token cannot form a revocation: "+detail)
 			return
 		}
-		s.countPublished(endpoint, res)
-		s.log.Info("session logged out", "endpoint", endpoint, "claim", ev.Claim, "client_id", ev.ClientID, "iss", lt.iss, "jti_sha256", hashID(lt.jti), "seq", res.Sequence)
 	}
+	results := make([]publish.Result, 0, len(evs))
+	for _, ev := range evs {
+		res, err := s.pub.Publish(r.Context(), ev)
+		if err != nil {
+			s.replay.failed(key) // not acknowledged: the IdP may send it again
+			s.logoutPublished(endpoint, lt, evs, results)
+			s.publishFailed(w, endpoint, err)
+			return
+		}
+		results = append(results, res)
+	}
+	if !retry && !slices.ContainsFunc(results, func(res publish.Result) bool { return !res.Duplicate || res.Attempts != 1 }) {
+		// Every cutoff was in the stream before this request: another replica (or an
+		// earlier life of this one) published this logout. (A duplicate after a retry of
+		// the publish may be this request's own attempt that did reach the stream.)
+		s.metrics.rejected.WithLabelValues(endpoint, "replayed").Inc()
+		writeError(w, http.StatusBadRequest, "invalid_request", "logout_token replayed (jti seen before)")
+		return
+	}
+	s.logoutPublished(endpoint, lt, evs, results)
 	w.WriteHeader(http.StatusOK)
+}
+
+// logoutPublished counts and logs the cutoffs of lt the stream acknowledged: results,
+// for the first events of evs.
+func (s *Server) logoutPublished(endpoint string, lt logoutToken, evs []event.Event, results []publish.Result) {
+	for i, res := range results {
+		s.countPublished(endpoint, res)
+		s.log.Info("session logged out", "endpoint", endpoint, "claim", evs[i].Claim, "client_id", evs[i].ClientID, "iss", lt.iss, "jti_sha256", hashID(lt.jti), "seq", res.Sequence, "duplicate", res.Duplicate)
+	}
 }
 
 // replayCache remembers logout token ids until they could no longer be accepted, and

@@ -1,0 +1,149 @@
+package ingest
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/revoked-dev/revoked/event"
+)
+
+// startReplica starts another ingest server on f's NATS server and stream: a second
+// replica behind the same load balancer. mod changes its copy of f's configuration.
+func startReplica(t *testing.T, f *fixture, mod func(*Config)) *Server {
+	t.Helper()
+	cfg := *f.cfg
+	cfg.Listen, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := Start(context.Background(), &cfg, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Close(ctx)
+	})
+	waitFor(t, 10*time.Second, func() bool { return srv.Ready(context.Background()) == nil })
+	return srv
+}
+
+func postLogout(t *testing.T, srv *Server, tok string) (int, string) {
+	t.Helper()
+	res, err := http.PostForm("http://"+srv.Addr()+"/backchannel-logout", url.Values{"logout_token": {tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, readAll(res)
+}
+
+// A logout naming two of our clients (--logout-cutoff client) publishes one cutoff
+// each. When the stream stores the first and refuses the second (full: 503), the IdP
+// sends the token again, here to another replica: there the first cutoff is a stream
+// duplicate, which alone must not make the retry a replay, or the second client's
+// cutoff would never be stored.
+func TestBackchannelLogoutPartialPublishRetriedAtAnotherReplica(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.LogoutAudiences = []string{testRP, "rp-client-2"}
+		c.LogoutCutoffs = []string{"client"}
+	})
+	ctx := context.Background()
+	st, err := f.js.Stream(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for one event: the stream (DiscardNew) refuses the second with a 503 error.
+	full := info.Config
+	full.MaxMsgs = 1
+	if _, err := f.js.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.key.sign(t, logoutClaims("half-published", func(c jwt.MapClaims) {
+		c["aud"] = []string{testRP, "rp-client-2"}
+	}), logoutTyp)
+	r := f.postForm("/backchannel-logout", url.Values{"logout_token": {tok}}, nil)
+	if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("second cutoff refused by the stream: %d %s", r.code, r.body)
+	}
+	if evs := f.events(); len(evs) != 1 {
+		t.Fatalf("after the failure: stream %+v, want the first cutoff only", evs)
+	}
+
+	if _, err := f.js.UpdateStream(ctx, info.Config); err != nil {
+		t.Fatal(err)
+	}
+	second := startReplica(t, f, nil)
+	if code, body := postLogout(t, second, tok); code != http.StatusOK {
+		t.Fatalf("the IdP's retry at another replica: %d %s", code, body)
+	}
+	evs := f.events()
+	var clients []string
+	for _, ev := range evs {
+		clients = append(clients, ev.ClientID)
+	}
+	slices.Sort(clients)
+	if !slices.Equal(clients, []string{testRP, "rp-client-2"}) {
+		t.Fatalf("stream %+v: want one cutoff for each client", evs)
+	}
+
+	// Both are stored now: the token is a replay at a replica that never saw it.
+	third := startReplica(t, f, nil)
+	if code, body := postLogout(t, third, tok); code != http.StatusBadRequest || !strings.Contains(body, "replayed") {
+		t.Fatalf("replay once every cutoff is stored: %d %s", code, body)
+	}
+	if n := len(f.events()); n != 2 {
+		t.Fatalf("%d events, want 2", n)
+	}
+}
+
+// A client's cutoff has one event id whatever the order of aud and whichever of our
+// other clients the token names, so that replicas (or a retry) agree on it, and the
+// stream's duplicate window holds whatever the list position.
+func TestBackchannelLogoutCutoffIDsFollowTheClient(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.LogoutAudiences = []string{testRP, "rp-client-2"}
+		c.LogoutCutoffs = []string{"client"}
+	})
+	idsOf := func(srv *Server, aud []string) map[string]string {
+		t.Helper()
+		tok := f.key.sign(t, logoutClaims("same-logout", func(c jwt.MapClaims) { c["aud"] = aud }), logoutTyp)
+		lt, err := srv.validateLogoutToken(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := srv.logoutEvents(lt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]string{}
+		for _, ev := range evs {
+			ids[ev.ClientID] = ev.EventID
+		}
+		return ids
+	}
+	forward := idsOf(f.srv, []string{testRP, "rp-client-2"})
+	reversed := idsOf(f.srv, []string{"rp-client-2", testRP})
+	if len(forward) != 2 || forward[testRP] == forward["rp-client-2"] || !maps.Equal(forward, reversed) {
+		t.Fatalf("ids %v, reversed aud %v", forward, reversed)
+	}
+	// A replica that serves only the second client (its --logout-audience is being
+	// changed) gives that client's cutoff the same id.
+	narrow := startReplica(t, f, func(c *Config) { c.LogoutAudiences = []string{"rp-client-2"} })
+	if got := idsOf(narrow, []string{testRP, "rp-client-2"}); len(got) != 1 || got["rp-client-2"] != forward["rp-client-2"] {
+		t.Fatalf("one client's replica: ids %v, want rp-client-2's to be %s", got, forward["rp-client-2"])
+	}
+}
