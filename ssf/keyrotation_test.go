@@ -149,3 +149,66 @@ func TestUnknownKidWaitsOncePerBatch(t *testing.T) {
 		}
 	}
 }
+
+// A SET under a new kid while the transmitter's JWKS endpoint fails is answered 503,
+// not 400 invalid_key: the kid may be in the JWKS we could not fetch, and a 400 makes
+// the transmitter drop the revocation. Its retry, once the JWKS answers, is published.
+func TestRotatedKeyWhileJWKSFailsIs503(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	tx := &spec{tr: tr}
+	e := newEnv(t, tx)
+	tr.RotateKey(0)
+	tr.FailJWKS(true)
+	c := tr.Claims(ssftest.CredentialChange, nil)
+	c["sub_id"] = ssftest.IssSub(tr.Issuer, "u1")
+	set := tr.Sign(c, nil)
+	if code, errc := e.push(tx, set); code != http.StatusServiceUnavailable {
+		t.Fatalf("while the JWKS fails: %d %s, want 503", code, errc)
+	}
+	if evs := e.events(); len(evs) != 0 {
+		t.Fatalf("published while refused: %+v", evs)
+	}
+	tr.FailJWKS(false)
+	// Retried as a transmitter does after a 503 (Retry-After: 1): never refused.
+	testsupport.Until(t, 15*time.Second, "retry accepted", func() bool {
+		code, errc := e.push(tx, set)
+		if code != http.StatusAccepted && code != http.StatusServiceUnavailable {
+			t.Fatalf("retry with the JWKS back: %d %s, want 202 (or 503 for a moment)", code, errc)
+		}
+		return code == http.StatusAccepted
+	})
+	if evs := e.events(); len(evs) != 1 || evs[0].Value != "u1" {
+		t.Fatalf("stream %+v", evs)
+	}
+}
+
+// Polled, such a SET is neither acknowledged nor reported in setErrs: it is delivered
+// again, and acknowledged once the JWKS answers.
+func TestRotatedKeyWhileJWKSFailsIsNotAckedWhenPolled(t *testing.T) {
+	tr := ssftest.New(t, audience)
+	tx := &spec{tr: tr, extra: "    poll_endpoint: " + tr.PollURL() + "\n    poll_interval: 50ms\n"}
+	e := newEnv(t, tx)
+	tr.RotateKey(0)
+	tr.FailJWKS(true)
+	c := tr.Claims(ssftest.CredentialChange, nil)
+	c["sub_id"] = ssftest.IssSub(tr.Issuer, "u1")
+	tr.Queue(tr.Sign(c, nil))
+	testsupport.Until(t, 20*time.Second, "SET handled once", func() bool {
+		return len(tr.SetErrs()) > 0 || len(tr.Acked()) > 0 ||
+			e.metric("revoked_ssf_sets_received_total", map[string]string{"result": "unavailable"}) >= 2
+	})
+	if len(tr.SetErrs()) != 0 || len(tr.Acked()) != 0 || tr.Pending() != 1 {
+		t.Fatalf("while the JWKS fails: setErrs %+v, acked %v, pending %d", tr.SetErrs(), tr.Acked(), tr.Pending())
+	}
+	if evs := e.events(); len(evs) != 0 {
+		t.Fatalf("published: %+v", evs)
+	}
+	tr.FailJWKS(false)
+	testsupport.Until(t, 20*time.Second, "SET acknowledged", func() bool { return len(tr.Acked()) == 1 })
+	if len(tr.SetErrs()) != 0 {
+		t.Fatalf("refused: %+v", tr.SetErrs())
+	}
+	if evs := e.events(); len(evs) != 1 || evs[0].Value != "u1" {
+		t.Fatalf("stream %+v", evs)
+	}
+}

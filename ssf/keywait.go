@@ -23,6 +23,11 @@ import (
 // shared by the SETs waiting; a kid a full wait did not find waits no more for
 // keyMissMemory (one fetch at most, if the limit allows it at once), so that a poll
 // batch signed with a bad kid cannot hold the poll loop for minutes.
+//
+// Only a fetch that succeeded and still lacks the kid makes it invalid_key: when the
+// last fetch failed (the transmitter's JWKS endpoint down), the kid may well be
+// published there, and the SET is answered as unavailable (503 to a push, left
+// unacknowledged in a poll) so that it comes back rather than being dropped.
 const (
 	keyWaitMax    = 5 * time.Second
 	keyFetchEvery = time.Second
@@ -37,7 +42,19 @@ type keyWait struct {
 	turn   chan struct{} // held by the waiter fetching; the others wait for its result
 	mu     sync.Mutex
 	misses map[string]time.Time // kids a full wait did not find, and when
+	// lastFetch is when the last fetch of ours ended and whether it succeeded.
+	lastFetchAt time.Time
+	lastFetchOK bool
 }
+
+// keyLookup is what a wait for a kid found.
+type keyLookup int
+
+const (
+	keyHeld        keyLookup = iota // the key is held (or the SET names no kid)
+	keyMissing                      // the transmitter's keys, fetched, lack it
+	keyUnavailable                  // its keys could not be fetched: it may be there
+)
 
 func newKeyWait(keys *jwtkeys.Keys) *keyWait {
 	return &keyWait{keys: keys, limit: rate.NewLimiter(rate.Every(keyFetchEvery), 1),
@@ -46,27 +63,39 @@ func newKeyWait(keys *jwtkeys.Keys) *keyWait {
 
 // await reports whether the key kid is held, fetching the keys again until it is or
 // keyWaitMax has passed. A SET without kid does not wait (it is tried against the keys
-// held, as jwtkeys does).
-func (w *keyWait) await(ctx context.Context, kid string) bool {
+// held, as jwtkeys does). Not found, it is keyMissing only when the last fetch
+// succeeded (and, for a patient wait, ended during this wait); otherwise
+// keyUnavailable.
+func (w *keyWait) await(ctx context.Context, kid string) keyLookup {
 	if kid == "" || w.keys.HasKID(ctx, kid) {
-		return true
+		return keyHeld
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, keyWaitMax)
 	defer cancel()
 	patient := !w.missedRecently(kid)
 	for {
 		found, more := w.fetchOnce(ctx, kid, patient)
 		if found {
-			return true
+			return keyHeld
 		}
 		if !more || !patient {
 			break
 		}
 	}
 	if patient {
+		// Remembered whatever the reason, so that the next SETs under this kid (a poll
+		// batch) do not each wait in full while the JWKS endpoint is down.
 		w.missed(kid)
 	}
-	return false
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// An impatient lookup may rest on a fetch made just before it (the limit allows one
+	// a second); a patient one must have seen a fetch of its own wait succeed.
+	if w.lastFetchOK && (!patient || !w.lastFetchAt.Before(start)) {
+		return keyMissing
+	}
+	return keyUnavailable
 }
 
 // fetchOnce takes its turn, then fetches the keys once the limit allows (waiting for
@@ -90,7 +119,11 @@ func (w *keyWait) fetchOnce(ctx context.Context, kid string, patient bool) (foun
 	} else if !w.limit.Allow() {
 		return false, false
 	}
-	_ = w.keys.Refresh(ctx) // a failed fetch keeps the keys held; the next turn tries again
+	// A failed fetch keeps the keys held; the next turn tries again.
+	err := w.keys.Refresh(ctx)
+	w.mu.Lock()
+	w.lastFetchAt, w.lastFetchOK = time.Now(), err == nil
+	w.mu.Unlock()
 	return w.keys.HasKID(ctx, kid), true
 }
 

@@ -206,10 +206,11 @@ func (r *Receiver) Ready(ctx context.Context) error {
 // end with Start's context).
 func (r *Receiver) Wait() { r.wg.Wait() }
 
-// errUnavailable is a SET whose revocations the stream did not acknowledge: answered
-// as publish.FailureOf says to a push (503 when a retry may succeed), left
-// unacknowledged in a poll (or reported, when a retry cannot help).
-var errUnavailable = errors.New("ssf: the stream did not acknowledge the revocation")
+// errUnavailable is a SET not handled now: its revocations not acknowledged by the
+// stream, or the transmitter's keys not fetched. Answered as publish.FailureOf says to
+// a push (503 when a retry may succeed), left unacknowledged in a poll (or reported,
+// when a retry cannot help).
+var errUnavailable = errors.New("ssf: the SET could not be handled now")
 
 // receive validates one SET from t and does what it asks; it returns the event type's
 // short name. A nil error means the SET may be acknowledged: its revocations are in
@@ -224,8 +225,15 @@ func (r *Receiver) receive(ctx context.Context, t *transmitter, raw string) (str
 		r.count(t, name, "unavailable")
 		return name, fmt.Errorf("%w: the transmitter's keys are not loaded yet", errUnavailable)
 	}
-	if !t.keyWait.await(ctx, kidOf(raw)) {
+	switch t.keyWait.await(ctx, kidOf(raw)) {
+	case keyMissing:
 		return name, r.refused(t, name, "", setErr(CodeInvalidKey, "no key of the transmitter's JWKS matches the SET's kid, after fetching its keys again"))
+	case keyUnavailable:
+		// The kid may be in the JWKS we failed to fetch: refusing would drop a
+		// revocation for a failure of ours or of the endpoint, not of the SET.
+		r.count(t, name, "unavailable")
+		r.log.Warn("ssf SET under a kid not held, and the transmitter's keys could not be fetched; answered as unavailable", "transmitter", t.cfg.Issuer)
+		return name, fmt.Errorf("%w: the SET's key is not held and the transmitter's keys could not be fetched", errUnavailable)
 	}
 	ev, err := verifySET(raw, t.keys, t.cfg, t.maxAge, now)
 	if err != nil {
@@ -291,7 +299,7 @@ func (r *Receiver) publish(ctx context.Context, t *transmitter, evs []event.Even
 			} else {
 				log.Error("ssf revocation refused by the stream; a retry cannot help", "err", err)
 			}
-			return "", fmt.Errorf("%w: %w", errUnavailable, err)
+			return "", fmt.Errorf("%w: the stream did not acknowledge the revocation: %w", errUnavailable, err)
 		}
 		if res.Duplicate {
 			r.metrics.published.WithLabelValues(t.cfg.Issuer, "duplicate").Inc()
