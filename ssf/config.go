@@ -3,6 +3,7 @@ package ssf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -189,17 +190,35 @@ func (t *Transmitter) validate() error {
 			errs = append(errs, errors.New("token_issuers holds an empty issuer"))
 		}
 	}
+	spellings := map[string][]string{} // short name -> the keys naming it
 	for key, p := range t.Events {
 		name, ok := shortName(key)
 		if !ok {
 			errs = append(errs, fmt.Errorf("events: unknown event type %q", key))
 			continue
 		}
+		spellings[name] = append(spellings[name], key)
 		if !slices.Contains([]Policy{PolicyRevoke, PolicyDryRun, PolicyIgnore}, p) {
 			errs = append(errs, fmt.Errorf("events: %s: policy %q, want revoke, dry-run or ignore", key, p))
 		}
 		if p != PolicyIgnore && !isRevocation(name) {
 			errs = append(errs, fmt.Errorf("events: %s publishes no revocation; only ignore applies", key))
+		}
+	}
+	// One event type under two spellings (its URI and its short name, or two URIs of
+	// it) with different policies would get whichever the map gives first.
+	for _, name := range slices.Sorted(maps.Keys(spellings)) {
+		keys := spellings[name]
+		slices.Sort(keys)
+		for _, k := range keys[1:] {
+			if t.Events[k] != t.Events[keys[0]] {
+				var both []string
+				for _, k := range keys {
+					both = append(both, fmt.Sprintf("%q: %s", k, t.Events[k]))
+				}
+				errs = append(errs, fmt.Errorf("events: event type %s is given different policies under several spellings (%s); keep one", name, strings.Join(both, ", ")))
+				break
+			}
 		}
 	}
 	if t.UserClaim == "" {

@@ -27,18 +27,31 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
+// The same policy under two spellings is no conflict.
+func TestParseConfigSamePolicyTwoSpellings(t *testing.T) {
+	c, err := ParseConfig([]byte(minimal + "    events:\n      verification: ignore\n      https://schemas.openid.net/secevent/sse/event-type/verification: ignore\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Transmitters[0].policy("verification"); p != PolicyIgnore {
+		t.Fatalf("policy %s", p)
+	}
+}
+
 func TestParseConfigRejects(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
-		"unknown key":        {minimal + "    colour: blue\n", "unknown field"},
-		"no transmitters":    {"transmitters: []\n", "no transmitters"},
-		"no audience":        {strings.Replace(minimal, "    audience: https://revoked.example.com\n", "", 1), "audience is required"},
-		"no keys":            {strings.Replace(minimal, "    jwks_uri: https://idp.example.com/ssf/jwks\n", "", 1), "jwks_uri or jwks_file"},
-		"relative issuer":    {strings.Replace(minimal, "issuer: https://idp.example.com", "issuer: idp", 1), "issuer"},
-		"no push nor poll":   {strings.Replace(minimal, "    push_authorization_file: /secrets/ssf-push\n", "", 1), "push_authorization_file is required"},
-		"poll, no bearer":    {minimal + "    poll_endpoint: https://idp.example.com/poll\n", "bearer_token_file"},
-		"bad policy":         {minimal + "    events: {session-revoked: maybe}\n", "policy \"maybe\""},
-		"unknown event":      {minimal + "    events: {session-ended: ignore}\n", "unknown event type"},
-		"verification run":   {minimal + "    events: {verification: revoke}\n", "only ignore applies"},
+		"unknown key":      {minimal + "    colour: blue\n", "unknown field"},
+		"no transmitters":  {"transmitters: []\n", "no transmitters"},
+		"no audience":      {strings.Replace(minimal, "    audience: https://revoked.example.com\n", "", 1), "audience is required"},
+		"no keys":          {strings.Replace(minimal, "    jwks_uri: https://idp.example.com/ssf/jwks\n", "", 1), "jwks_uri or jwks_file"},
+		"relative issuer":  {strings.Replace(minimal, "issuer: https://idp.example.com", "issuer: idp", 1), "issuer"},
+		"no push nor poll": {strings.Replace(minimal, "    push_authorization_file: /secrets/ssf-push\n", "", 1), "push_authorization_file is required"},
+		"poll, no bearer":  {minimal + "    poll_endpoint: https://idp.example.com/poll\n", "bearer_token_file"},
+		"bad policy":       {minimal + "    events: {session-revoked: maybe}\n", "policy \"maybe\""},
+		"unknown event":    {minimal + "    events: {session-ended: ignore}\n", "unknown event type"},
+		"verification run": {minimal + "    events: {verification: revoke}\n", "only ignore applies"},
+		"two spellings": {minimal + "    events:\n      credential-change: ignore\n      https://schemas.openid.net/secevent/caep/event-type/credential-change: revoke\n",
+			`event type credential-change is given different policies under several spellings ("credential-change": ignore, "https://schemas.openid.net/secevent/caep/event-type/credential-change": revoke)`},
 		"twice":              {minimal + strings.TrimPrefix(minimal, "transmitters:\n"), "listed twice"},
 		"bad duration":       {minimal + "    max_age: soon\n", "duration"},
 		"stream no bearer":   {minimal + "    stream: {push_endpoint: https://r.example/ssf/events}\n", "stream management needs bearer_token_file"},
