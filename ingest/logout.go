@@ -246,12 +246,7 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	for _, ev := range evs {
 		if _, err := s.pub.Payload(&ev); err != nil {
 			s.replay.failed(key)
-			s.metrics.rejected.WithLabelValues(endpoint, event.Reason(err)).Inc()
-			detail := err.Error()
-			if evErr := (*event.Error)(nil); errors.As(err, &evErr) {
-				detail = evErr.Detail
-			}
-			writeError(w, http.StatusBadRequest, "invalid_request", "logout_token cannot form a revocation: "+detail)
+			s.publishFailed(w, endpoint, "logout_token", err)
 			return
 		}
 	}
@@ -261,7 +256,7 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.replay.failed(key) // not acknowledged: the IdP may send it again
 			s.logoutPublished(endpoint, lt, evs, results)
-			s.publishFailed(w, endpoint, err)
+			s.publishFailed(w, endpoint, "logout_token", err)
 			return
 		}
 		results = append(results, res)

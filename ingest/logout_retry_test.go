@@ -147,3 +147,47 @@ func TestBackchannelLogoutCutoffIDsFollowTheClient(t *testing.T) {
 		t.Fatalf("one client's replica: ids %v, want rp-client-2's to be %s", got, forward["rp-client-2"])
 	}
 }
+
+// The three endpoints answer a publish the stream refuses with one mapping
+// (publishFailure): a full stream is 503 temporarily_unavailable with Retry-After,
+// counted as a publish error of the endpoint; /v1/revocations says more about its
+// array.
+func TestPublishFailureAnsweredAlikeByEveryEndpoint(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	st, err := f.js.Stream(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := info.Config
+	full.MaxMsgs = 1
+	if _, err := f.js.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.postJSON(`{"type":"jti","jti":"fills-the-stream","exp":1767225600}`, bearer); r.code != http.StatusOK {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+	answers := map[string]resp{
+		"revocations":        f.postJSON(`{"type":"jti","jti":"refused","exp":1767225600}`, bearer),
+		"oauth2_revoke":      f.postForm("/oauth2/revoke", url.Values{"token": {f.key.sign(t, accessClaims("refused-7009", time.Now().Add(time.Hour)), nil)}}, bearer),
+		"backchannel_logout": f.postForm("/backchannel-logout", url.Values{"logout_token": {f.key.sign(t, logoutClaims("refused-bcl", nil), logoutTyp)}}, nil),
+	}
+	for endpoint, r := range answers {
+		if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "1" || r.json(t)["error"] != "temporarily_unavailable" {
+			t.Errorf("%s: %d %v %s", endpoint, r.code, r.header, r.body)
+		}
+		if got := f.metric("revoked_ingest_publish_errors_total", map[string]string{"endpoint": endpoint}); got != 1 {
+			t.Errorf("%s: %v publish errors counted, want 1", endpoint, got)
+		}
+	}
+	if d := answers["revocations"].json(t)["error_description"]; !strings.Contains(d.(string), "send the same request again") {
+		t.Errorf("revocations: description %q", d)
+	}
+	if d := answers["oauth2_revoke"].json(t)["error_description"]; !strings.Contains(d.(string), "retry") {
+		t.Errorf("oauth2_revoke: description %q", d)
+	}
+}

@@ -119,11 +119,8 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if failed != nil {
-		s.metrics.publishErrors.WithLabelValues(endpoint).Inc()
-		s.log.Warn("publish failed", "endpoint", endpoint, "events", len(evs), "err", failed)
-		code, apiErr := publishFailure(failed)
+		code, apiErr := s.publishFailure(w, endpoint, "an event", failed, "events", len(evs))
 		if code == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1")
 			apiErr.Description = "not every event was acknowledged by the stream; send the same request again (nothing is doubled)"
 		}
 		writeJSON(w, code, struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/filewatch"
 	"github.com/revoked-dev/revoked/jwtkeys"
 	"github.com/revoked-dev/revoked/publish"
@@ -421,22 +422,31 @@ func bodyError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusBadRequest, "invalid_request", "cannot read the body: "+err.Error())
 }
 
-// publishFailed answers a publish that got no ack, as publishFailure says.
-func (s *Server) publishFailed(w http.ResponseWriter, endpoint string, err error) {
+// publishFailure is the answer to err, the failure to publish an event for endpoint,
+// counted and logged; on a 503 it sets Retry-After on w. An event the contract refuses
+// is the request's fault: 400 invalid_request, counted under its rejection reason,
+// saying that what (the request's part the event came from) cannot form a revocation.
+// Any other error is publish.FailureOf's answer (503 only when a retry may succeed),
+// counted as a publish error. logArgs are added to the log line.
+func (s *Server) publishFailure(w http.ResponseWriter, endpoint, what string, err error, logArgs ...any) (int, apiError) {
+	var evErr *event.Error
+	if errors.As(err, &evErr) {
+		s.metrics.rejected.WithLabelValues(endpoint, event.Reason(err)).Inc()
+		return http.StatusBadRequest, apiError{"invalid_request", what + " cannot form a revocation: " + evErr.Detail}
+	}
 	s.metrics.publishErrors.WithLabelValues(endpoint).Inc()
-	s.log.Warn("publish failed", "endpoint", endpoint, "err", err)
-	code, apiErr := publishFailure(err)
-	if code == http.StatusServiceUnavailable {
+	s.log.Warn("publish failed", append([]any{"endpoint", endpoint, "err", err}, logArgs...)...)
+	f := publish.FailureOf(err)
+	if f.Retry() {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, code, apiErr)
+	return f.Status, apiError{f.Code, f.Description}
 }
 
-// publishFailure is the answer to a publish that got no ack: publish.FailureOf's
-// mapping (503 only when a retry may succeed), in the ingest API's error body.
-func publishFailure(err error) (int, apiError) {
-	f := publish.FailureOf(err)
-	return f.Status, apiError{f.Code, f.Description}
+// publishFailed answers err as publishFailure says.
+func (s *Server) publishFailed(w http.ResponseWriter, endpoint, what string, err error) {
+	code, body := s.publishFailure(w, endpoint, what, err)
+	writeJSON(w, code, body)
 }
 
 // hashID is what the logs show of a jti: a short SHA-256 prefix.
