@@ -705,32 +705,47 @@ func ParseSnapshotSigningKey(b []byte) (ed25519.PrivateKey, error) {
 	return priv, nil
 }
 
-// ParseSnapshotPublicKeys reads the Ed25519 public keys (PKIX PEM "PUBLIC KEY" blocks) a
-// replica trusts for snapshots. Several keys allow a rotation: trust the new key, then
-// sign with it, then drop the old one.
+// ParseSnapshotPublicKeys reads the Ed25519 public keys a replica trusts for snapshots:
+// PKIX PEM "PUBLIC KEY" blocks (revokectl snapshot keygen, openssl pkey -pubout) or
+// "CERTIFICATE" blocks holding an Ed25519 key (what Helm's genCAWithKey makes of the key
+// the chart generates: Helm has no function that writes a bare public key). Several keys
+// allow a rotation: trust the new key, then sign with it, then drop the old one.
 func ParseSnapshotPublicKeys(b []byte) ([]ed25519.PublicKey, error) {
 	var keys []ed25519.PublicKey
-	for {
+	for i := 1; ; i++ {
 		var blk *pem.Block
 		blk, b = pem.Decode(b)
 		if blk == nil {
 			break
 		}
-		if blk.Type != "PUBLIC KEY" {
-			return nil, fmt.Errorf("PEM block %q, want \"PUBLIC KEY\" (PKIX, as openssl pkey -pubout writes)", blk.Type)
+		var k any
+		var err error
+		switch blk.Type {
+		case "PUBLIC KEY":
+			k, err = x509.ParsePKIXPublicKey(blk.Bytes)
+		case "CERTIFICATE":
+			// The certificate is only a container for its key: its validity dates, issuer
+			// and signature are not checked. What makes the key trusted is that it was
+			// put in the file, exactly as for a bare public key; an expired certificate
+			// must not turn a sidecar into one that replays the whole stream.
+			var cert *x509.Certificate
+			if cert, err = x509.ParseCertificate(blk.Bytes); err == nil {
+				k = cert.PublicKey
+			}
+		default:
+			return nil, fmt.Errorf("PEM block %d is %q, want \"PUBLIC KEY\" (PKIX, as openssl pkey -pubout writes) or \"CERTIFICATE\"", i, blk.Type)
 		}
-		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("PEM block %d (%s): %w", i, blk.Type, err)
 		}
 		pub, ok := k.(ed25519.PublicKey)
 		if !ok {
-			return nil, fmt.Errorf("a %T, not an Ed25519 key", k)
+			return nil, fmt.Errorf("PEM block %d (%s) holds a %T, not an Ed25519 key: snapshots are signed with Ed25519", i, blk.Type, k)
 		}
 		keys = append(keys, pub)
 	}
 	if len(keys) == 0 {
-		return nil, errors.New("no PEM \"PUBLIC KEY\" block")
+		return nil, errors.New("no PEM \"PUBLIC KEY\" or \"CERTIFICATE\" block")
 	}
 	return keys, nil
 }
@@ -834,9 +849,10 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	loads := r.snapshotLoads
 	// A request lost in a NATS restart must not hold the replica for long: each request
 	// gets snapshotRequestTimeout, and the read is given up once it stalls that long
-	// (see stallGuard); a snapshot not used costs a full replay, never an entry.
-	c, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
+	// (see stallGuard); a snapshot not used costs a full replay, never an entry. No
+	// deadline bounds the whole load: a read that keeps making progress ends by itself,
+	// since the bytes read before the signature are bounded (maxSnapshotHeader) and those
+	// after it by the signed header, and one that slows to a stop is the stall guard's.
 	start := time.Now()
 	fail := func(result, msg string, args ...any) uint64 {
 		loads.WithLabelValues(result).Inc()
@@ -846,9 +862,9 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	}
 	keys := r.opts.SnapshotPublicKeys
 	if len(keys) == 0 {
-		return fail(snapNoKey, "no snapshot public key is set (--snapshot-public-key)")
+		return fail(snapNoKey, "no snapshot public key (--snapshot-public-key unset, or its file missing or empty)")
 	}
-	oc, ocancel := context.WithTimeout(c, snapshotRequestTimeout)
+	oc, ocancel := context.WithTimeout(ctx, snapshotRequestTimeout)
 	obs, err := r.js.ObjectStore(oc, r.opts.SnapshotBucket)
 	ocancel()
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -857,7 +873,7 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	if err != nil {
 		return fail(snapError, "snapshot bucket unreadable", "err", err)
 	}
-	guard := newStallGuard(c, snapshotRequestTimeout)
+	guard := newStallGuard(ctx, snapshotRequestTimeout)
 	defer guard.stop()
 	res, err := obs.Get(guard.ctx, r.opts.Stream)
 	guard.progress()
