@@ -279,6 +279,13 @@ func TestMirrorCutOffIsStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.publish(t, "revocations.jti", jtiEvent("before"), "")
+	// A mirror just created reports no contact with its origin for a moment, which a
+	// replica started then counts as cut off until its first check: start on one that
+	// follows.
+	testsupport.Until(t, 5*time.Second, "the mirror in contact with its origin", func() bool {
+		st, err := f.js.Stream(ctx, "REGION")
+		return err == nil && st.CachedInfo().Mirror != nil && st.CachedInfo().Mirror.Active >= 0
+	})
 	opts := fast
 	opts.Stream = "REGION"
 	f.startWith(t, opts)

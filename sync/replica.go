@@ -299,10 +299,10 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 	r.created = info.Created
 	r.checkWindow(info)
-	// A mirror already cut off makes the replica stale before it can be ready: the
-	// first check comes after the replay, and a stale policy of deny would let checks
-	// through in between.
-	r.checkMirror(info, r.now())
+	// A mirror already cut off (silent past the threshold, or not heard from at all)
+	// makes the replica stale before it can be ready: the first check comes after the
+	// replay, and a stale policy of deny would let checks through in between.
+	r.checkMirror(info, true, r.now())
 	// With a usable snapshot, its state is loaded first and the stream replayed from
 	// the sequence after it (see snapshot.go).
 	r.endReplayGC = beginReplayGC()
@@ -380,7 +380,7 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		return
 	}
 	r.checkWindow(info)
-	r.checkMirror(info, now)
+	r.checkMirror(info, false, now)
 	if !info.Created.Equal(r.created) || info.State.LastSeq < applied {
 		// Deleted and created again, or restored from an older backup: the new
 		// stream's sequences are not the ones applied. Keep the set (revocations only
@@ -462,39 +462,73 @@ func (r *Replica) caughtUp(f *follower, now time.Time) {
 
 // checkMirror makes a replica of a mirror stale while the mirror has lost contact
 // with its origin (CONTRACT section 3): events acknowledged by the origin do not reach
-// it.
-func (r *Replica) checkMirror(info *jetstream.StreamInfo, now time.Time) {
+// it. atStart is the check Run makes before the replay (see judgeMirror).
+func (r *Replica) checkMirror(info *jetstream.StreamInfo, atStart bool, now time.Time) {
 	m := info.Mirror
-	// Active is the time since the mirror last heard from its origin, or -1 when it
-	// has not heard from it at all, which a mirror also reports for a moment while it
-	// sets up its link: that counts once it lasts.
-	since := time.Time{}
-	switch {
-	case m == nil:
-	case m.Active >= 0:
-		r.unheard = time.Time{}
-		since = now.Add(-m.Active)
-	case r.unheard.IsZero():
-		r.unheard = now
-		since = now
-	default:
-		since = r.unheard
-	}
-	if m != nil && m.Active >= 0 {
+	c := judgeMirror(m, r.unheard, atStart, now)
+	r.unheard = c.unheard
+	if c.heard {
 		r.followOrigin(info.State.LastSeq, m.Lag)
 	}
-	cut := !since.IsZero() && now.Sub(since) > stream.MirrorSilence
-	if cut {
-		r.markStale(since)
+	if c.cut {
+		r.markStale(c.since)
 	}
-	if cut != r.cutOff {
-		r.cutOff = cut
-		if cut {
-			r.log.Error("the stream is a mirror cut off from its origin; stale", "stream", r.opts.Stream, "origin", m.Name, "silent_for", m.Active.String())
+	if c.cut != r.cutOff {
+		r.cutOff = c.cut
+		if c.cut {
+			silence := "unknown: not heard from since its server started"
+			if c.heard {
+				silence = m.Active.Round(time.Millisecond).String()
+			}
+			r.log.Error("the stream is a mirror cut off from its origin; stale", "stream", r.opts.Stream, "origin", m.Name, "silent_for", silence)
 		} else {
 			r.log.Info("the mirror hears from its origin again", "stream", r.opts.Stream)
 		}
 	}
+}
+
+// mirrorContact is what one stream info tells of a mirror's contact with its origin.
+type mirrorContact struct {
+	since   time.Time // since when the mirror has not heard from its origin; zero: not a mirror
+	unheard time.Time // Replica.unheard after this check
+	heard   bool      // the mirror has heard from its origin since its server started: its Lag means something
+	cut     bool      // silent for stream.MirrorSilence or longer: cut off
+}
+
+// judgeMirror judges a mirror's contact with its origin from its source info m (nil:
+// the stream is no mirror), unheard (since when earlier checks have seen it report no
+// contact at all; zero: they have not) and whether this is the check at Run's start.
+//
+// Active is the time since the mirror last heard from its origin, or -1 when it has
+// not heard from it since the stream was started on its server (nats-server keeps 0 in
+// sourceInfo.last until its mirror consumer is set up). That happens to a live mirror
+// too, for a moment: when it is created, when its server restarts, when another server
+// of a cluster becomes its leader. During the run it counts once it lasts, as silence
+// does. At start it counts at once: the mirror may have been cut off for any time (a
+// server restarted while its link to the origin is down), and a replica that caught
+// up with it would be ready, and not stale, on a copy missing what the origin
+// acknowledged. It is counted as silence that has just reached the threshold, the least
+// a cut-off mirror has been silent, so that a --stale-policy deny with a
+// --max-staleness below it never lets a check through; a mirror that was only setting
+// up its link is heard at the next check, which clears it.
+func judgeMirror(m *jetstream.StreamSourceInfo, unheard time.Time, atStart bool, now time.Time) mirrorContact {
+	var c mirrorContact
+	switch {
+	case m == nil:
+		return c
+	case m.Active >= 0:
+		c.heard = true
+		c.since = now.Add(-m.Active)
+	case !unheard.IsZero():
+		c.since, c.unheard = unheard, unheard
+	case atStart:
+		c.since = now.Add(-stream.MirrorSilence)
+		c.unheard = c.since
+	default:
+		c.since, c.unheard = now, now
+	}
+	c.cut = now.Sub(c.since) >= stream.MirrorSilence
+	return c
 }
 
 // followOrigin records what a mirror in contact with its origin reports: a lag (what
