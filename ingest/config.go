@@ -48,9 +48,15 @@ type Config struct {
 	// of them (subject CN, or a DNS, URI or email SAN); empty accepts any the CA signs.
 	ClientCertNames flags.Strings
 
-	// Keys verify the tokens revoked at /oauth2/revoke (JWKSFile or JWKSURL, Issuers,
-	// Audiences, Leeway) and the logout tokens; the other fields are the sidecar's.
-	flags.Keys
+	// The keys and claims that verify the tokens revoked at /oauth2/revoke and the
+	// logout tokens. (`revoked ingest` shares these flags with the sidecar: ingestd
+	// copies them here.)
+	JWKSFile  string        // --jwks-file: the issuer's JWKS, reloaded when it changes
+	JWKSURL   string        // --jwks-url: the issuer's JWKS, fetched again for an unknown kid
+	Issuers   []string      // --issuer: accepted iss; empty accepts any
+	Audiences []string      // --audience: accepted aud of the tokens revoked; empty accepts any
+	Leeway    time.Duration // --leeway: clock skew allowed on exp, nbf and iat
+
 	LogoutAudiences flags.Strings // --logout-audience: client_id(s) a logout token's aud must contain
 	OAuthClients    flags.Strings // --oauth-client: id:secret-file pairs for client_secret_basic
 	// OAuthPrivileged (--oauth-privileged-client) are the --oauth-client ids that may revoke
@@ -75,7 +81,12 @@ type Config struct {
 	// transmitters whose SETs POST /ssf/events takes (package ssf); empty: off. A jwt_id
 	// subject's entry gets exp = now + MaxTokenLife (--max-token-lifetime).
 	SSFTransmitters string
+	MaxTokenLife    time.Duration
 }
+
+// HasJWKS reports whether a JWKS file or URL is set: the tokens revoked at
+// /oauth2/revoke and the logout tokens can be verified.
+func (c *Config) HasJWKS() bool { return c.JWKSFile != "" || c.JWKSURL != "" }
 
 // Validate checks the settings once at startup.
 func (c *Config) Validate() error {
@@ -92,8 +103,11 @@ func (c *Config) Validate() error {
 	if c.ClientCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("--client-ca needs --tls-cert and --tls-key"))
 	}
-	if err := c.Keys.Validate(); err != nil {
-		errs = append(errs, err)
+	if c.JWKSFile != "" && c.JWKSURL != "" {
+		errs = append(errs, errors.New("--jwks-file and --jwks-url exclude each other"))
+	}
+	if c.Leeway < 0 || c.Leeway > 5*time.Minute {
+		errs = append(errs, errors.New("--leeway must be between 0 and 5m"))
 	}
 	if len(c.LogoutAudiences) > 0 && !c.HasJWKS() {
 		errs = append(errs, errors.New("--logout-audience needs --jwks-file or --jwks-url to verify logout tokens"))

@@ -8,7 +8,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/revoked-dev/revoked/internal/flags"
 	"github.com/revoked-dev/revoked/publish"
 )
 
@@ -55,7 +54,7 @@ func FuzzParseEvents(f *testing.F) {
 func FuzzLogoutToken(f *testing.F) {
 	key := newSigner(f, "k1")
 	stranger := newSigner(f, "k1")
-	cfg := &Config{Keys: flags.Keys{Leeway: 30 * time.Second, Issuers: []string{testIssuer}}, LogoutMaxAge: time.Minute, LogoutAudiences: []string{testRP}}
+	cfg := &Config{Leeway: 30 * time.Second, Issuers: []string{testIssuer}, LogoutMaxAge: time.Minute, LogoutAudiences: []string{testRP}}
 	cfg.JWKSFile = writeJWKS(f, f.TempDir(), key)
 	// Hydra's issuer: its tokens may lack exp, so the fuzzer reaches that path too.
 	s := &Server{cfg: cfg, now: time.Now, logout: logoutPolicy{fallback: LogoutSID, noExp: []string{testIssuer}}}

@@ -120,7 +120,9 @@ func testConfig(t *testing.T, natsURL string, key signer) *Config {
 	cfg := &Config{
 		Listen: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		BearerTokenFile: writeSecret(t, dir, "bearer", testBearer),
-		Keys:            flags.Keys{JWKSFile: writeJWKS(t, dir, key), Issuers: []string{testIssuer}, Leeway: 30 * time.Second},
+		JWKSFile:        writeJWKS(t, dir, key),
+		Issuers:         []string{testIssuer},
+		Leeway:          30 * time.Second,
 		LogoutAudiences: []string{testRP},
 		LogoutMaxAge:    time.Minute, // with 2 × 30 s leeway, the stream's 2-minute duplicate window
 		Events:          flags.Events{Stream: event.DefaultStream, SubjectPrefix: event.DefaultSubjectPrefix},

@@ -17,6 +17,9 @@ import (
 // environment variable REVOKED_<FLAG>.
 type Settings struct {
 	ingest.Config
+	// Keys are the flags shared with the sidecar (--jwks-file, --jwks-url, --issuer,
+	// --audience, --leeway); ParseSettings copies them into Config.
+	Keys     flags.Keys
 	Shutdown flags.Shutdown // --shutdown-delay, --shutdown-timeout
 	Log      flags.Logging  // --log-level
 }
@@ -31,7 +34,7 @@ func (s *Settings) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "key `file` of --tls-cert")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA bundle `file`: a client certificate it signs authenticates the caller (mTLS; needs --tls-cert)")
 	fs.Var(&c.ClientCertNames, "client-cert-name", "`NAME` a client certificate must carry (subject CN, or a DNS, URI or email SAN) to authenticate (repeatable); none: any --client-ca signs")
-	c.Keys.RegisterFlags(fs)
+	s.Keys.RegisterFlags(fs)
 	fs.Var(&c.LogoutAudiences, "logout-audience", "`CLIENT_ID` that a logout token's aud must contain (repeatable); /backchannel-logout needs one")
 	fs.Var(&c.OAuthClients, "oauth-client", "`id:secret-file` of a client allowed to call /oauth2/revoke with client_secret_basic (repeatable); none: the bearer token or mTLS")
 	fs.Var(&c.OAuthPrivileged, "oauth-privileged-client", "`id` of an --oauth-client that may revoke any client's tokens (repeatable); the others revoke only tokens issued to them")
@@ -83,7 +86,16 @@ func ParseSettings(args []string) (Settings, error) {
 	if err := flags.Parse(fs, usage, args); err != nil {
 		return Settings{}, err
 	}
+	s.copyKeys()
 	return s, s.Validate()
+}
+
+// copyKeys gives the ingest API the settings of the flag group it shares with the
+// sidecar.
+func (s *Settings) copyKeys() {
+	c, k := &s.Config, s.Keys
+	c.JWKSFile, c.JWKSURL, c.Leeway = k.JWKSFile, k.JWKSURL, k.Leeway
+	c.Issuers, c.Audiences = k.Issuers, k.Audiences
 }
 
 // Validate checks the settings once at startup.
