@@ -65,10 +65,61 @@ type Transmitter struct {
 	// BearerTokenFile holds the receiver's access token at the transmitter: sent on
 	// polls and stream management as "Authorization: Bearer <content>".
 	BearerTokenFile string `json:"bearer_token_file,omitempty"`
+	// ClientCredentials, instead of BearerTokenFile, has the receiver obtain its access
+	// token at the transmitter from an OAuth 2.0 token endpoint (RFC 6749 section 4.4),
+	// as Okta's SSF API wants.
+	ClientCredentials *ClientCredentials `json:"client_credentials,omitempty"`
 	// PollInterval is the pause between polls that return nothing; default 1s.
 	PollInterval Duration `json:"poll_interval,omitempty"`
 	// Stream manages the stream at the transmitter (SSF 1.0 section 8).
 	Stream *StreamSettings `json:"stream,omitempty"`
+}
+
+// ClientCredentials is an OAuth 2.0 client of the transmitter's authorization server
+// (the client credentials grant, RFC 6749 section 4.4).
+type ClientCredentials struct {
+	// TokenURL is the authorization server's token endpoint.
+	TokenURL string `json:"token_url"`
+	ClientID string `json:"client_id"`
+	// ClientSecretFile holds the client secret (read again when it changes).
+	ClientSecretFile string `json:"client_secret_file"`
+	// Scopes are requested with every token; none: the server's default.
+	Scopes []string `json:"scopes,omitempty"`
+	// AuthMethod is how the secret is sent (RFC 7591 names): client_secret_basic
+	// (HTTP Basic, the default) or client_secret_post (in the form).
+	AuthMethod string `json:"auth_method,omitempty"`
+}
+
+// Token endpoint authentication methods (RFC 7591 section 2).
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+)
+
+func (c *ClientCredentials) validate() error {
+	var errs []error
+	if err := absoluteURL(c.TokenURL); err != nil {
+		errs = append(errs, fmt.Errorf("client_credentials.token_url: %w", err))
+	}
+	if c.ClientID == "" {
+		errs = append(errs, errors.New("client_credentials.client_id is required"))
+	}
+	if c.ClientSecretFile == "" {
+		errs = append(errs, errors.New("client_credentials.client_secret_file is required"))
+	}
+	switch c.AuthMethod {
+	case "":
+		c.AuthMethod = AuthClientSecretBasic
+	case AuthClientSecretBasic, AuthClientSecretPost:
+	default:
+		errs = append(errs, fmt.Errorf("client_credentials.auth_method %q, want %s or %s", c.AuthMethod, AuthClientSecretBasic, AuthClientSecretPost))
+	}
+	for _, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \"\\") {
+			errs = append(errs, fmt.Errorf("client_credentials.scopes: %q is not a scope token (RFC 6749 section 3.3)", s))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Quirks are switches for SET shapes older transmitters send.
@@ -179,8 +230,17 @@ func (t *Transmitter) validate() error {
 			errs = append(errs, fmt.Errorf("poll_endpoint: %w", err))
 		}
 	}
-	if polled && t.BearerTokenFile == "" {
-		errs = append(errs, errors.New("polling needs bearer_token_file (the receiver's token at the transmitter)"))
+	if t.ClientCredentials != nil {
+		if t.BearerTokenFile != "" {
+			errs = append(errs, errors.New("set bearer_token_file or client_credentials, not both"))
+		}
+		if err := t.ClientCredentials.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	authenticated := t.BearerTokenFile != "" || t.ClientCredentials != nil
+	if polled && !authenticated {
+		errs = append(errs, errors.New("polling needs bearer_token_file or client_credentials (the receiver's token at the transmitter)"))
 	}
 	if len(t.TokenIssuers) == 0 {
 		t.TokenIssuers = []string{t.Issuer}
@@ -249,8 +309,8 @@ func (t *Transmitter) validate() error {
 				errs = append(errs, fmt.Errorf("stream.push_endpoint: %w", err))
 			}
 		}
-		if t.BearerTokenFile == "" {
-			errs = append(errs, errors.New("stream management needs bearer_token_file"))
+		if !authenticated {
+			errs = append(errs, errors.New("stream management needs bearer_token_file or client_credentials"))
 		}
 		if len(s.EventsRequested) == 0 {
 			s.EventsRequested = RevocationEvents

@@ -34,6 +34,8 @@ type spec struct {
 	file  string // the push_authorization_file
 	down  bool   // its keys cannot be fetched at start: newEnv does not wait for them
 	jwks  string // a jwks_file to read its keys from instead of its jwks_uri
+	// noBearer leaves out bearer_token_file (extra gives client_credentials instead).
+	noBearer bool
 }
 
 // env is a receiver on real NATS with the stream, serving POST /ssf/events on a real
@@ -77,13 +79,15 @@ func start(t *testing.T, ns *testsupport.NATS, streamJS jetstream.JetStream, spe
 	b.WriteString("transmitters:\n")
 	for i, s := range specs {
 		s.auth = fmt.Sprintf("Bearer push-secret-%d-%s", i, strings.Repeat("x", 16))
-		bearer := writeFile(t, dir, fmt.Sprintf("bearer-%d", i), s.tr.Bearer)
 		keys := "jwks_uri: " + s.tr.JWKSURI()
 		if s.jwks != "" {
 			keys = "jwks_file: " + s.jwks
 		}
-		fmt.Fprintf(&b, "  - issuer: %s\n    %s\n    audience: %s\n    push_authorization_file: %s\n    bearer_token_file: %s\n",
-			s.tr.Issuer, keys, audience, s.pushFile(t, dir, i), bearer)
+		fmt.Fprintf(&b, "  - issuer: %s\n    %s\n    audience: %s\n    push_authorization_file: %s\n",
+			s.tr.Issuer, keys, audience, s.pushFile(t, dir, i))
+		if !s.noBearer {
+			fmt.Fprintf(&b, "    bearer_token_file: %s\n", writeFile(t, dir, fmt.Sprintf("bearer-%d", i), s.tr.Bearer))
+		}
 		if s.extra != "" {
 			b.WriteString(strings.ReplaceAll(s.extra, "PUSH_URL", e.url))
 		}

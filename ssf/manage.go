@@ -223,29 +223,31 @@ func (r *Receiver) readStatus(ctx context.Context, t *transmitter, md *Metadata,
 	r.streamUpdated(t, out.Status, out.Reason, r.log.With("transmitter", t.cfg.Issuer))
 }
 
-// call sends one stream management request with the receiver's bearer token and reads
+// call sends one stream management request with the receiver's token and reads
 // a JSON answer into out; it returns the status code, one of ok.
 func (r *Receiver) call(ctx context.Context, t *transmitter, method, u string, in, out any, ok ...int) (int, error) {
-	var body io.Reader
+	var b []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(in); err != nil {
 			return 0, err
 		}
-		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return 0, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	if v := t.bearer.Load(); v != nil {
-		req.Header.Set("Authorization", "Bearer "+*v)
-	}
-	res, err := r.opts.HTTPClient.Do(req)
+	res, err := r.send(ctx, t, func() (*http.Request, error) {
+		var body io.Reader
+		if in != nil {
+			body = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, body)
+		if err != nil {
+			return nil, err
+		}
+		if in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	})
 	if err != nil {
 		return 0, err
 	}

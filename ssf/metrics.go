@@ -11,6 +11,8 @@ type metrics struct {
 	status     *prometheus.GaugeVec   // revoked_ssf_stream_status{transmitter,status}
 	pollErrors *prometheus.CounterVec // revoked_ssf_poll_errors_total{transmitter}
 	lastPoll   *prometheus.GaugeVec   // revoked_ssf_poll_last_success_timestamp_seconds{transmitter}
+	// revoked_ssf_oauth_token_requests_total{transmitter,result}
+	oauthTokens *prometheus.CounterVec
 }
 
 // Stream statuses of SSF 1.0 section 8.1.2.
@@ -42,8 +44,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "revoked_ssf_poll_last_success_timestamp_seconds",
 			Help: "When a poll of the transmitter last succeeded (unix seconds).",
 		}, []string{"transmitter"}),
+		oauthTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "revoked_ssf_oauth_token_requests_total",
+			Help: "Access token requests to a transmitter's OAuth token endpoint (client_credentials): issued, refused (the server refused the client: its id, secret or scopes) or failed (unreachable, or a server error).",
+		}, []string{"transmitter", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.sets, m.published, m.verified, m.status, m.pollErrors, m.lastPoll} {
+	for _, c := range []prometheus.Collector{m.sets, m.published, m.verified, m.status, m.pollErrors, m.lastPoll, m.oauthTokens} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

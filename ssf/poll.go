@@ -139,16 +139,15 @@ func (r *Receiver) pollOnce(ctx context.Context, t *transmitter, body pollReques
 		return nil, errors.New("no poll endpoint")
 	}
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *u, bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if v := t.bearer.Load(); v != nil {
-		req.Header.Set("Authorization", "Bearer "+*v)
-	}
-	res, err := r.opts.HTTPClient.Do(req)
+	res, err := r.send(ctx, t, func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, *u, bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	})
 	if err != nil {
 		return nil, err
 	}

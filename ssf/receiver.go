@@ -68,6 +68,7 @@ type transmitter struct {
 	pushAuth atomic.Pointer[[sha256.Size]byte] // nil: it does not push
 	pushRaw  atomic.Pointer[string]            // the push authorization, given to a stream it creates
 	bearer   atomic.Pointer[string]            // the receiver's token at the transmitter
+	oauth    *oauthClient                      // or its OAuth client, which obtains it
 	maxAge   time.Duration
 	pollURL  atomic.Pointer[string]
 	state    atomic.Pointer[string] // the state of the verification last requested
@@ -117,6 +118,9 @@ func New(ctx context.Context, cfg *Config, pub Publisher, opts Options) (*Receiv
 			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
 		t.keyWait = newKeyWait(t.keys)
+		if tc.ClientCredentials != nil {
+			t.oauth = newOAuthClient(tc.ClientCredentials)
+		}
 		if err := r.loadSecrets(t); err != nil {
 			return nil, fmt.Errorf("ssf transmitter %s: %w", tc.Issuer, err)
 		}
@@ -147,16 +151,21 @@ func (r *Receiver) checkClaims(t *Transmitter) error {
 	return nil
 }
 
-// loadSecrets reads the push authorization and bearer token files, and has w read
-// each again when it changes (on an error, the value held before stays).
+// loadSecrets reads the push authorization, bearer token and client secret files, and
+// has w read each again when it changes (on an error, the value held before stays).
 func (r *Receiver) loadSecrets(t *transmitter) error {
-	for _, s := range []struct {
+	type secret struct {
 		file, what string
 		load       func(string) error
-	}{
+	}
+	secrets := []secret{
 		{t.cfg.PushAuthorizationFile, "push_authorization_file", t.setPushAuth},
 		{t.cfg.BearerTokenFile, "bearer_token_file", t.setBearer},
-	} {
+	}
+	if t.oauth != nil {
+		secrets = append(secrets, secret{t.cfg.ClientCredentials.ClientSecretFile, "client_credentials.client_secret_file", t.oauth.setSecret})
+	}
+	for _, s := range secrets {
 		if s.file == "" {
 			continue
 		}

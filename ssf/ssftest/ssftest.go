@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +69,9 @@ type Transmitter struct {
 	polls   int
 	fail    int  // polls still to answer 500
 	jwksErr bool // the JWKS answers 500
+	// accept, when set, decides which bearer tokens its endpoints take instead of Bearer.
+	accept  func(token string) bool
+	refused int // requests answered 401
 }
 
 // Stream is a stream the transmitter holds for a receiver.
@@ -376,9 +380,38 @@ func (t *Transmitter) RotateKey(visibleAfter time.Duration) {
 	t.shownAt = time.Now().Add(visibleAfter)
 }
 
+// AcceptBearer makes its management and poll endpoints take the bearer tokens ok
+// accepts, instead of Bearer: access tokens an OAuth authorization server issued (the
+// test's), which expire. nil: Bearer again.
+func (t *Transmitter) AcceptBearer(ok func(token string) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.accept = ok
+}
+
+// Refused is how many requests its management and poll endpoints answered 401.
+func (t *Transmitter) Refused() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.refused
+}
+
 func (t *Transmitter) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+t.Bearer {
+		t.mu.Lock()
+		accept := t.accept
+		t.mu.Unlock()
+		header := r.Header.Get("Authorization")
+		token, isBearer := strings.CutPrefix(header, "Bearer ")
+		ok := header == "Bearer "+t.Bearer
+		if accept != nil {
+			ok = isBearer && accept(token)
+		}
+		if !ok {
+			t.mu.Lock()
+			t.refused++
+			t.mu.Unlock()
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token"})
 			return
 		}
