@@ -39,8 +39,9 @@ type Settings struct {
 	// SnapshotBucket is an Object Store bucket whose snapshot of the stream (written
 	// by revokectl snapshot) is loaded before replaying the rest: a fast cold start.
 	SnapshotBucket string // --snapshot-bucket
-	// SnapshotPublicKey is a file with the Ed25519 public keys (PKIX PEM) a snapshot
-	// must be signed with; required with SnapshotBucket.
+	// SnapshotPublicKey is a file with the Ed25519 public keys (PKIX PEM, or
+	// certificates holding them) a snapshot must be signed with; required with
+	// SnapshotBucket. A missing or empty file trusts no snapshot: a full replay.
 	SnapshotPublicKey string // --snapshot-public-key
 
 	flags.Keys                    // --jwks-*, --hmac-secret-file, --issuer, --audience, --leeway, --max-token-lifetime
@@ -64,7 +65,7 @@ func (c *Settings) RegisterFlags(fs *flag.FlagSet) {
 	c.NATS.RegisterFlags(fs)
 	c.Events.RegisterFlags(fs)
 	fs.StringVar(&c.SnapshotBucket, "snapshot-bucket", "", "NATS Object Store bucket holding a snapshot of the stream (revokectl snapshot), loaded before replaying the events after it; empty replays the whole stream")
-	fs.StringVar(&c.SnapshotPublicKey, "snapshot-public-key", "", "file with the Ed25519 public key (PKIX PEM; several for a rotation) the snapshot must be signed with; required with --snapshot-bucket")
+	fs.StringVar(&c.SnapshotPublicKey, "snapshot-public-key", "", "file with the Ed25519 public key (PKIX PEM, or a certificate holding it; several for a rotation) the snapshot must be signed with; required with --snapshot-bucket. A missing or empty file trusts no snapshot: the whole stream is replayed, with a warning")
 	c.Keys.RegisterFlags(fs)
 	c.Keys.RegisterTokenFlags(fs)
 	fs.BoolVar(&c.RequireJTI, "require-jti", true, "deny tokens without a jti claim (RFC 9068 requires it)")

@@ -6,11 +6,13 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -113,6 +115,10 @@ func Start(ctx context.Context, cfg Settings, log *slog.Logger) (s *Sidecar, err
 		if snapshotKeys, err = readSnapshotKeys(cfg.SnapshotPublicKey); err != nil {
 			return nil, err
 		}
+		if len(snapshotKeys) == 0 {
+			log.Warn("snapshot public key file missing or empty: no snapshot will be trusted, every start replays the whole stream (copy the key ConfigMap of the revoked release into this namespace; see the chart's NOTES)",
+				"snapshot_public_key", cfg.SnapshotPublicKey, "snapshot_bucket", cfg.SnapshotBucket)
+		}
 	}
 	s.Replica, err = revsync.New(s.nc, s.Set, revsync.Options{
 		Stream:             cfg.Stream,
@@ -213,11 +219,22 @@ func (s *Sidecar) listen() error {
 	return nil
 }
 
-// readSnapshotKeys reads the public keys of --snapshot-public-key.
+// readSnapshotKeys reads the public keys of --snapshot-public-key. A file that is missing
+// or empty gives no key and no error: the sidecar trusts no snapshot and replays the whole
+// stream (the replica counts it as no_key). An application's pod mounts the key from an
+// optional ConfigMap, which its namespace may not hold yet; a snapshot only makes a start
+// faster, and starting without one loses nothing. A file that holds something else than
+// keys is still refused: that is a mistake to fix, not a key not yet published.
 func readSnapshotKeys(path string) ([]ed25519.PublicKey, error) {
 	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--snapshot-public-key: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, nil
 	}
 	keys, err := revsync.ParseSnapshotPublicKeys(b)
 	if err != nil {
