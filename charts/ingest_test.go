@@ -155,6 +155,17 @@ func TestIngestSSFAndLogout(t *testing.T) {
 		Quirks:          ssf.Quirks{SubjectInEvent: true, MillisecondTimestamps: true},
 		BearerTokenFile: "/etc/revoked/ingest/ssf/1/bearer/token",
 		PollInterval:    d("5s"),
+	}, {
+		Issuer:       "https://ssf.example.net",
+		Audience:     "revoked",
+		JWKSURI:      "https://ssf.example.net/jwks",
+		TokenIssuers: []string{"https://ssf.example.net"},
+		PollEndpoint: "https://ssf.example.net/poll",
+		UserClaim:    "sub",
+		EmailClaim:   "email",
+		ClientCredentials: &ssf.ClientCredentials{TokenURL: "https://ssf.example.net/oauth2/token", ClientID: "revoked-receiver",
+			ClientSecretFile: "/etc/revoked/ingest/ssf/2/oauth/secret", Scopes: []string{"ssf.read", "ssf.manage"}, AuthMethod: ssf.AuthClientSecretPost},
+		PollInterval: d("1s"),
 	}}
 	if !reflect.DeepEqual(cfg.Transmitters, want) {
 		t.Errorf("transmitters file loads as\n%+v\nwant\n%+v", cfg.Transmitters, want)
@@ -165,9 +176,14 @@ func TestIngestSSFAndLogout(t *testing.T) {
 		"/etc/revoked/ingest/ssf/0/bearer/access-token": {"Secret", "ssf-keycloak-token", "access-token"},
 		"/etc/revoked/ingest/ssf/1/jwks/keys.json":      {"ConfigMap", "okta-ssf-jwks", "keys.json"},
 		"/etc/revoked/ingest/ssf/1/bearer/token":        {"Secret", "ssf-okta-token", "token"},
+		"/etc/revoked/ingest/ssf/2/oauth/secret":        {"Secret", "ssf-net-oauth", "secret"},
 	}
 	for _, tr := range cfg.Transmitters {
-		for _, f := range []string{tr.PushAuthorizationFile, tr.BearerTokenFile, tr.JWKSFile} {
+		clientSecret := ""
+		if tr.ClientCredentials != nil {
+			clientSecret = tr.ClientCredentials.ClientSecretFile
+		}
+		for _, f := range []string{tr.PushAuthorizationFile, tr.BearerTokenFile, tr.JWKSFile, clientSecret} {
 			if f == "" {
 				continue
 			}
@@ -333,7 +349,12 @@ func TestIngestTemplateFailures(t *testing.T) {
 		"transmitter with two key sources":         {append(append(slices.Clone(base), pushed...), tr+"jwksConfigMap.name=keys"), "set jwksUri or jwksConfigMap, one of them"},
 		"pushed transmitter without authorization": {append(slices.Clone(base), pushed[:3]...), "pushAuthorizationSecret is required unless it is polled"},
 		"polled transmitter without a token": {append(append(slices.Clone(base), pushed[:3]...), tr+"pollEndpoint=https://idp.example.com/poll"),
-			"polling and stream management need bearerTokenSecret"},
+			"polling and stream management need bearerTokenSecret or clientCredentials"},
+		"token and OAuth client": {append(append(slices.Clone(base), pushed...), tr+"bearerTokenSecret.name=t", tr+"clientCredentials.tokenUrl=https://idp.example.com/token",
+			tr+"clientCredentials.clientId=revoked", tr+"clientCredentials.clientSecretSecret.name=s"), "set bearerTokenSecret or clientCredentials, not both"},
+		"event type spelled twice": {append(append(slices.Clone(base), pushed...), tr+"events.credential-change=ignore",
+			tr+"events.https://schemas\\.openid\\.net/secevent/caep/event-type/credential-change=revoke"),
+			"event type credential-change is given different policies under two spellings"},
 		"pushed stream without its endpoint": {append(append(slices.Clone(base), pushed...), tr+"bearerTokenSecret.name=t", tr+"stream.delivery=push"),
 			"stream.pushEndpoint (this receiver's public /ssf/events URL) is required"},
 		"issuer listed twice":            {append(append(slices.Clone(base), pushed...), second...), "the issuer is listed twice"},
@@ -363,6 +384,7 @@ func TestIngestSchemaRejects(t *testing.T) {
 		"transmitter keys over HTTP": {tr + "jwksUri=http://idp/jwks", "at '/ingest/ssf/transmitters/0/jwksUri'"},
 		"no audience":                {tr + "issuer=https://idp", "missing property 'audience'"},
 		"stream delivery":            {tr + "stream.delivery=webhook", "at '/ingest/ssf/transmitters/0/stream/delivery'"},
+		"OAuth auth method":          {tr + "clientCredentials.authMethod=private_key_jwt", "at '/ingest/ssf/transmitters/0/clientCredentials/authMethod'"},
 		"logout mode":                {"ingest.logout.cutoff=session", "at '/ingest/logout/cutoff'"},
 		"logout max age":             {"ingest.logout.maxAge=90", "at '/ingest/logout/maxAge'"},
 		"OAuth client id with colon": {"ingest.auth.oauthClients[0].id=a:b", "at '/ingest/auth/oauthClients/0/id'"},
@@ -398,13 +420,18 @@ func TestSSFRenderedOrRefused(t *testing.T) {
 		func(tr map[string]any) { tr["pollEndpoint"] = "https://a.example/poll" },
 		func(tr map[string]any) { tr["bearerTokenSecret"] = map[string]any{"name": "tok"} },
 		func(tr map[string]any) {
+			tr["clientCredentials"] = map[string]any{"tokenUrl": "https://a.example/token", "clientId": "revoked",
+				"clientSecretSecret": map[string]any{"name": "oauth"}, "scopes": []string{"ssf.read"}}
+		},
+		func(tr map[string]any) {
 			tr["stream"] = pick(map[string]any{}, map[string]any{"delivery": "push"}, map[string]any{"delivery": "poll"},
 				map[string]any{"pushEndpoint": "https://r.example/ssf/events"},
 				map[string]any{"delivery": "push", "pushEndpoint": "https://r.example/ssf/events", "verifyEvery": "1h"})
 		},
 		func(tr map[string]any) {
 			tr["events"] = pick(map[string]any{"verification": "ignore"}, map[string]any{"verification": "revoke"},
-				map[string]any{"session-revoked": "dry-run", ssf.CredentialChange: "ignore"}, map[string]any{"session-ended": "ignore"})
+				map[string]any{"session-revoked": "dry-run", ssf.CredentialChange: "ignore"}, map[string]any{"session-ended": "ignore"},
+				map[string]any{"credential-change": "dry-run", ssf.CredentialChange: pick("ignore", "dry-run")})
 		},
 		func(tr map[string]any) { tr["userClaim"] = "uid" },
 		func(tr map[string]any) { tr["emailSubjects"] = pick(true, false) },

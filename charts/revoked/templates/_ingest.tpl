@@ -75,8 +75,22 @@ would let any holder of a certificate the CA signs publish revocations.
 {{- if and $pushedStream (not $t.stream.pushEndpoint) }}
 {{- fail (printf "revoked: %s: stream.pushEndpoint (this receiver's public /ssf/events URL) is required for a pushed stream" $where) }}
 {{- end }}
-{{- if and (or $polled $managed) (not $t.bearerTokenSecret) }}
-{{- fail (printf "revoked: %s: polling and stream management need bearerTokenSecret" $where) }}
+{{- if and $t.bearerTokenSecret $t.clientCredentials }}
+{{- fail (printf "revoked: %s: set bearerTokenSecret or clientCredentials, not both" $where) }}
+{{- end }}
+{{- if and (or $polled $managed) (not (or $t.bearerTokenSecret $t.clientCredentials)) }}
+{{- fail (printf "revoked: %s: polling and stream management need bearerTokenSecret or clientCredentials" $where) }}
+{{- end }}
+{{- /* One event type by URI and by short name (its last path element) with different policies. */}}
+{{- $policies := dict }}
+{{- range $key, $p := $t.events }}
+{{- $name := regexReplaceAll "^.*/" $key "" }}
+{{- with get $policies $name }}
+{{- if ne (index . 1) $p }}
+{{- fail (printf "revoked: %s: events: event type %s is given different policies under two spellings (%s: %s, %s: %s); keep one" $where $name (index . 0) (index . 1) $key $p) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $policies $name (list $key $p) }}
 {{- end }}
 {{- $claims := list ($t.userClaim | default "sub") }}
 {{- if $t.emailSubjects }}
@@ -173,6 +187,12 @@ the file's own keys, its files at the paths revoked.ingestFileVolumeMounts mount
 {{- with $t.jwksConfigMap }}{{ $_ := set $o "jwks_file" (printf "%s/jwks/%s" $dir (.key | default "jwks.json")) }}{{ end }}
 {{- with $t.pushAuthorizationSecret }}{{ $_ := set $o "push_authorization_file" (printf "%s/push/%s" $dir (.key | default "authorization")) }}{{ end }}
 {{- with $t.bearerTokenSecret }}{{ $_ := set $o "bearer_token_file" (printf "%s/bearer/%s" $dir (.key | default "token")) }}{{ end }}
+{{- with $t.clientCredentials }}
+{{- $cc := dict "token_url" .tokenUrl "client_id" .clientId "client_secret_file" (printf "%s/oauth/%s" $dir (.clientSecretSecret.key | default "client-secret")) }}
+{{- with .scopes }}{{ $_ := set $cc "scopes" . }}{{ end }}
+{{- with .authMethod }}{{ $_ := set $cc "auth_method" . }}{{ end }}
+{{- $_ := set $o "client_credentials" $cc }}
+{{- end }}
 {{- range $key, $file := dict "tokenIssuers" "token_issuers" "pollEndpoint" "poll_endpoint" "pollInterval" "poll_interval" "legacyTyp" "legacy_typ" "dryRun" "dry_run" "events" "events" "emailSubjects" "email_subjects" "userClaim" "user_claim" "emailClaim" "email_claim" "maxAge" "max_age" }}
 {{- if hasKey $t $key }}{{ $_ := set $o $file (index $t $key) }}{{ end }}
 {{- end }}
@@ -217,8 +237,8 @@ and each transmitter's Secrets and ConfigMap where the arguments and the file na
   readOnly: true
 {{- end }}
 {{- range $n, $t := $i.ssf.transmitters }}
-{{- range $what := list "jwks" "push" "bearer" }}
-{{- if index $t (get (dict "jwks" "jwksConfigMap" "push" "pushAuthorizationSecret" "bearer" "bearerTokenSecret") $what) }}
+{{- range $what := list "jwks" "push" "bearer" "oauth" }}
+{{- if index $t (get (dict "jwks" "jwksConfigMap" "push" "pushAuthorizationSecret" "bearer" "bearerTokenSecret" "oauth" "clientCredentials") $what) }}
 - name: ssf-{{ $n }}-{{ $what }}
   mountPath: /etc/revoked/ingest/ssf/{{ $n }}/{{ $what }}
   readOnly: true
@@ -262,6 +282,11 @@ revoked.ingestFileVolumes: the volumes of revoked.ingestFileVolumeMounts.
 - name: ssf-{{ $n }}-bearer
   secret:
     secretName: {{ .name }}
+{{- end }}
+{{- with $t.clientCredentials }}
+- name: ssf-{{ $n }}-oauth
+  secret:
+    secretName: {{ .clientSecretSecret.name }}
 {{- end }}
 {{- end }}
 {{- end }}
