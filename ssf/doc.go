@@ -13,5 +13,6 @@
 // receiver.go (the pipeline both deliveries share), keywait.go (a SET under a key not
 // held yet waits for the keys to be fetched again, at most 5 s), push.go, poll.go,
 // manage.go (stream management at the transmitter: discovery, stream, verification),
+// oauth.go (the receiver's OAuth access token at the transmitter, client credentials),
 // metrics.go.
 package ssf

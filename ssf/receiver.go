@@ -41,9 +41,9 @@ type Options struct {
 	// HTTPClient polls and manages streams; default 90 s timeout (long polls).
 	HTTPClient *http.Client
 	Now        func() time.Time
-	// SecretReload is how often the push authorization and bearer token files are
-	// polled for a change (a rotated Kubernetes Secret takes effect without a restart;
-	// package filewatch); default 10s.
+	// SecretReload is how often the push authorization, bearer token and client secret
+	// files are polled for a change (a rotated Kubernetes Secret takes effect without a
+	// restart; package filewatch); default 10s.
 	SecretReload time.Duration
 }
 
