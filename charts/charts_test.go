@@ -110,12 +110,12 @@ var valueSets = map[string]valueSet{
 	// The defaults, with the one choice the chart refuses to make for the user.
 	"default": {
 		sets:  []string{"sidecar.allowAnyAudience=true"},
-		kinds: map[string]int{"Job": 1, "Pod": 1},
+		kinds: map[string]int{"Job": 1, "Pod": 1, "CronJob": 1, "Secret": 1, "ConfigMap": 1},
 	},
 	"ingest": {
 		file: "ci/ingest-values.yaml",
 		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 1, "Service": 2, "PodDisruptionBudget": 1, "ServiceAccount": 1,
-			"Ingress": 1, "HorizontalPodAutoscaler": 1, "NetworkPolicy": 3, "ConfigMap": 1},
+			"Ingress": 1, "HorizontalPodAutoscaler": 1, "NetworkPolicy": 3, "ConfigMap": 2, "CronJob": 1, "Secret": 1},
 	},
 	"example-unix": {
 		file:    "ci/example-unix-values.yaml",
@@ -124,20 +124,20 @@ var valueSets = map[string]valueSet{
 	},
 	"example-http": {
 		file:    "ci/example-http-values.yaml",
-		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 3, "ConfigMap": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1},
+		kinds:   map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 3, "ConfigMap": 2, "ServiceAccount": 1, "PodDisruptionBudget": 1, "CronJob": 1, "Secret": 1},
 		example: &exampleWant{grpc: false, native: true, adminPort: 9293},
 	},
 	// A region of a two-region fleet (docs/regions.md): the region's NATS holds a mirror
 	// made by revokectl stream init --mirror-of, so no stream-init Job.
 	"region-a": {
 		file:  "ci/region-a-values.yaml",
-		kinds: map[string]int{"Pod": 1},
+		kinds: map[string]int{"Pod": 1, "CronJob": 1, "Secret": 1, "ConfigMap": 1},
 	},
 	// The operator's pack, all of it on; TestTemplate checks it with checkMonitoring.
 	"monitoring": {
 		file: "ci/monitoring-values.yaml",
-		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 3, "ConfigMap": 2, "ServiceAccount": 1,
-			"PodDisruptionBudget": 1, "PrometheusRule": 1, "PodMonitor": 1, "ServiceMonitor": 1},
+		kinds: map[string]int{"Job": 1, "Pod": 1, "Deployment": 2, "Service": 3, "ConfigMap": 3, "ServiceAccount": 1,
+			"PodDisruptionBudget": 1, "PrometheusRule": 1, "PodMonitor": 1, "ServiceMonitor": 1, "CronJob": 1, "Secret": 1},
 		example:    &exampleWant{grpc: true, native: true, adminPort: 9193},
 		monitoring: true,
 	},
@@ -201,6 +201,7 @@ type manifests struct {
 	deployments []appsv1.Deployment
 	services    []corev1.Service
 	configMaps  []corev1.ConfigMap
+	secrets     []corev1.Secret
 	jobs        []batchv1.Job
 	cronJobs    []batchv1.CronJob
 	pdbs        []policyv1.PodDisruptionBudget
@@ -248,6 +249,8 @@ func decodeAll(t *testing.T, out string) *manifests {
 			m.services = append(m.services, strict[corev1.Service](doc, &err))
 		case "v1 ConfigMap":
 			m.configMaps = append(m.configMaps, strict[corev1.ConfigMap](doc, &err))
+		case "v1 Secret":
+			m.secrets = append(m.secrets, strict[corev1.Secret](doc, &err))
 		case "batch/v1 Job":
 			m.jobs = append(m.jobs, strict[batchv1.Job](doc, &err))
 		case "batch/v1 CronJob":
@@ -849,10 +852,17 @@ func checkSnapshot(t *testing.T, m *manifests) {
 	}
 	jobCreds := natsSecrets(job, c)
 	signingKey, _ := secretAt(job, c, jf["signing-key"])
-	if len(jobCreds) == 0 || signingKey == "" {
-		t.Fatalf("snapshot job: NATS identity from Secrets %v, --signing-key %q from Secret %q: want both from Secrets",
-			jobCreds, jf["signing-key"], signingKey)
+	if signingKey == "" {
+		t.Fatalf("snapshot job: --signing-key %q is not mounted from a Secret", jf["signing-key"])
 	}
+	// Its own NATS identity whenever the sidecars have one (a NATS without users has
+	// none for anyone: a forged snapshot still fails the signature).
+	for _, r := range readers {
+		if len(natsSecrets(r.spec, r.c)) > 0 && len(jobCreds) == 0 {
+			t.Fatalf("snapshot job without NATS credentials of its own while %s has some", r.where)
+		}
+	}
+	checkSigningKeyOnlyInJob(t, m, cj.Name, signingKey)
 	for _, r := range readers {
 		f := flags(r.c)
 		if f["snapshot-bucket"] != bucket {
@@ -878,8 +888,14 @@ func checkSnapshot(t *testing.T, m *manifests) {
 				continue
 			}
 			pem := cm.Data[filepath.Base(f["snapshot-public-key"])]
-			if _, err := revsync.ParseSnapshotPublicKeys([]byte(pem)); err != nil {
+			pubs, err := revsync.ParseSnapshotPublicKeys([]byte(pem))
+			if err != nil {
 				t.Errorf("%s: ConfigMap %s holds no public key the sidecar reads: %v", r.where, cmName, err)
+			}
+			// The chart's own key pair: the public key the sidecars get is the signing key's.
+			if priv := renderedSigningKey(t, m, signingKey, jf["signing-key"]); priv != nil &&
+				(len(pubs) != 1 || !pubs[0].Equal(priv.Public())) {
+				t.Errorf("%s: ConfigMap %s's public key is not the one of Secret %s's signing key", r.where, cmName, signingKey)
 			}
 		}
 	}
@@ -1043,11 +1059,13 @@ func TestTemplateFailures(t *testing.T) {
 		"two JWKS sources":                     {[]string{"sidecar.allowAnyAudience=true", "sidecar.jwks.url=https://idp/jwks", "sidecar.jwks.configMap.name=jwks"}, "exclude each other"},
 		"HTTP example with HTTP off": {[]string{"sidecar.allowAnyAudience=true", "example.enabled=true", "example.authzMode=http", "sidecar.ports.http=0", "sidecar.jwks.url=https://idp/jwks"},
 			"needs sidecar.ports.http"},
-		"snapshots without the job's credentials": {append(snapshotSets("nats.auth.snapshot.type=none"), "nats.auth.snapshot.secretName="),
-			"needs nats.auth.snapshot"},
-		"snapshots without a signing key": {snapshotSets("snapshot.signingKeySecret.name="), "needs snapshot.signingKeySecret.name"},
-		"snapshots without a public key":  {snapshotSets("snapshot.publicKey.configMap.name="), "needs snapshot.publicKey.pem or snapshot.publicKey.configMap.name"},
-		"two public key sources":          {snapshotSets("snapshot.publicKey.pem=x"), "exclude each other"},
+		"snapshots without the job's credentials": {append(snapshotSets("nats.auth.snapshot.type=none"), "nats.auth.snapshot.secretName=",
+			"nats.auth.sidecar.type=creds", "nats.auth.sidecar.secretName=app-nats", "streamInit.enabled=false"), "has no NATS identity of its own while the sidecars have one: set nats.auth.snapshot"},
+		"snapshots with the sidecars' credentials": {append(snapshotSets("nats.auth.sidecar.type=creds"), "nats.auth.sidecar.secretName=snap-nats", "streamInit.enabled=false"), "is the sidecars' Secret"},
+		"a public key without the signing key":     {snapshotSets("snapshot.signingKeySecret.name="), "go with snapshot.signingKeySecret.name"},
+		"a generated key and a public key":         {[]string{"sidecar.allowAnyAudience=true", "snapshot.publicKey.pem=x"}, "go with snapshot.signingKeySecret.name"},
+		"snapshots without a public key":           {snapshotSets("snapshot.publicKey.configMap.name="), "needs snapshot.publicKey.pem or snapshot.publicKey.configMap.name"},
+		"two public key sources":                   {snapshotSets("snapshot.publicKey.pem=x"), "exclude each other"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

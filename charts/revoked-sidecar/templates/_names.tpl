@@ -56,13 +56,19 @@ The image holding revoked and revokectl.
 
 {{/*
 The ConfigMap holding the public key snapshots are checked with: an existing one
-(snapshot.publicKey.configMap.name) or the revoked chart's own, rendered from pem.
+(snapshot.publicKey.configMap.name); in the revoked chart, its own (rendered from
+publicKey.pem or from the key it generates); in an application chart, the copy its
+namespace holds under the name NOTES.txt gives, revoked-snapshot-public-key. The
+revoked chart is the one whose values hold snapshot.signingKeySecret (the library's
+schema refuses that key, so an application's values never do).
 */}}
 {{- define "revoked.snapshotPublicKeyConfigMap" -}}
 {{- if .Values.snapshot.publicKey.configMap.name }}
 {{- .Values.snapshot.publicKey.configMap.name }}
-{{- else }}
+{{- else if hasKey .Values.snapshot "signingKeySecret" }}
 {{- printf "%s-snapshot-public-key" (include "revoked.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else -}}
+revoked-snapshot-public-key
 {{- end }}
 {{- end }}
 

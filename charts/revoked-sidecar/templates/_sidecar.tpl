@@ -70,9 +70,6 @@ so the kubelet's gRPC probe reaches grpc.health.v1, startup gated by it).
 {{- fail "revoked: set sidecar.audiences (the aud your services' tokens carry), or sidecar.allowAnyAudience=true to accept tokens the IdP issued for any service" }}
 {{- end }}
 {{- $pk := $root.Values.snapshot.publicKey }}
-{{- if and $root.Values.snapshot.enabled (not $pk.pem) (not $pk.configMap.name) }}
-{{- fail "revoked: snapshot.enabled needs snapshot.publicKey.pem or snapshot.publicKey.configMap.name: the sidecars load only snapshots signed by the snapshot job's key" }}
-{{- end }}
 {{- if and $pk.pem $pk.configMap.name }}
 {{- fail "revoked: snapshot.publicKey.pem and snapshot.publicKey.configMap.name exclude each other" }}
 {{- end -}}
@@ -258,9 +255,13 @@ as revoked's user (65532) or in its group.
     name: {{ $v.jwks.configMap.name }}
 {{- end }}
 {{- if .Values.snapshot.enabled }}
+# Optional: an application's namespace may not hold the key yet. Without the file the
+# sidecar trusts no snapshot and replays the whole stream (it says so in its log and in
+# revoked_snapshot_loads_total{result="no_key"}); it never waits for the key.
 - name: revoked-snapshot-public-key
   configMap:
     name: {{ include "revoked.snapshotPublicKeyConfigMap" . }}
+    optional: true
     items:
       - key: {{ .Values.snapshot.publicKey.configMap.key }}
         path: {{ .Values.snapshot.publicKey.configMap.key }}

@@ -172,3 +172,15 @@ topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+revoked.snapshotSigningKeySecret: the Secret with the key that signs snapshots, the
+user's (snapshot.signingKeySecret.name) or the one the chart generates.
+*/}}
+{{- define "revoked.snapshotSigningKeySecret" -}}
+{{- if .Values.snapshot.signingKeySecret.name }}
+{{- .Values.snapshot.signingKeySecret.name }}
+{{- else }}
+{{- printf "%s-snapshot-signing-key" (include "revoked.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
