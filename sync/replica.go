@@ -53,6 +53,12 @@ type Options struct {
 	SnapshotPublicKeys []ed25519.PublicKey
 	StallAfter         time.Duration // events pending and none applied this long: new consumer; default 10s
 	CheckEvery         time.Duration // how often the stream and the consumer are checked; default 1s
+	// IdleCheckEvery is how often they are checked in the steady state (ready, caught
+	// up, following, connected, not on a mirror, nothing unusual for IdleCheckEvery);
+	// default 5s, never less than CheckEvery nor more than StallAfter/2. What changes
+	// the steady state (a consumer error, a reconnect, a consumer the client recreated)
+	// brings a check at once; see the package doc.
+	IdleCheckEvery time.Duration
 	// MaxEntries bounds the live entries (jti and cutoff together); default
 	// DefaultMaxEntries. A replica that reaches it stops adding entries, says it is not
 	// ready (it can no longer promise to deny every revoked token) and counts each
@@ -100,6 +106,16 @@ type Replica struct {
 	mirrorLast uint64    // the mirror's last sequence at the last check
 	cur        *follower
 	epoch      atomic.Uint64 // the current follower's; messages of older ones are ignored
+	// caughtUpAt is the stream's last sequence when its consumer last reported every
+	// message up to it applied: while the stream's last sequence stays there (messages
+	// deleted at its end, or of other subjects), nothing can be pending.
+	caughtUpAt uint64
+	settled    bool      // the last check found the replica caught up with a stream that is no mirror
+	disturbed  time.Time // when something last told of a change (wake, a reconnect, a failed check)
+	reconnects uint64    // the connection's reconnects as last seen
+	// wake asks Run for a check at once: the consumer reported an error, or a message
+	// came from a consumer the client recreated on its own.
+	wake chan struct{}
 	retired    gosync.WaitGroup
 
 	applied, rejected, clamped, purged *prometheus.CounterVec
@@ -143,6 +159,13 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	if opts.CheckEvery <= 0 {
 		opts.CheckEvery = time.Second
 	}
+	if opts.IdleCheckEvery <= 0 {
+		opts.IdleCheckEvery = 5 * time.Second
+	}
+	// A stall is judged from the last check that found the replica caught up: checks
+	// further apart than half of StallAfter would let the first check that sees events
+	// pending judge them stalled already.
+	opts.IdleCheckEvery = max(min(opts.IdleCheckEvery, opts.StallAfter/2), opts.CheckEvery)
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = DefaultMaxEntries
 	}
@@ -159,7 +182,7 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Replica{nc: nc, js: js, set: set, opts: opts, log: opts.Log, now: opts.Now, readyCh: make(chan struct{}),
+	r := &Replica{nc: nc, js: js, set: set, opts: opts, log: opts.Log, now: opts.Now, readyCh: make(chan struct{}), wake: make(chan struct{}, 1),
 		retention: blocklist.Retention{Lifetime: opts.MaxTokenLifetime, Leeway: opts.Leeway}}
 	r.lastContact.Store(r.now().UnixNano())
 	r.applied = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -316,19 +339,37 @@ func (r *Replica) Run(ctx context.Context) error {
 	defer purge.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	nextCheck := time.Time{} // check at once: an empty stream is ready without an event
+	var lastCheck time.Time // zero: check at once; an empty stream is ready without an event
+	woken := false
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-r.wake:
+			woken = true // checked at the next tick, so that a burst of reports makes one check
 		case <-tick.C:
 			now := r.now()
 			if r.nc.IsConnected() {
 				r.lastContact.Store(now.UnixNano())
+			} else {
+				r.disturbed = now
 			}
-			if !now.Before(nextCheck) {
+			if n := r.nc.Stats().Reconnects; n != r.reconnects {
+				// Reconnected, perhaps between two ticks: whatever changed meanwhile
+				// (a server restarted on an older store, the stream replaced) is seen now.
+				r.reconnects, woken = n, true
+			}
+			if woken {
+				r.disturbed = now
+			}
+			// Triggered checks are at least a quarter of CheckEvery apart, so that a
+			// consumer failing over and over cannot turn into a flood of requests.
+			due := !now.Before(lastCheck.Add(r.checkInterval(now))) ||
+				(woken && !now.Before(lastCheck.Add(r.opts.CheckEvery/4)))
+			if due {
+				woken = false
 				r.check(ctx, now)
-				nextCheck = now.Add(r.opts.CheckEvery)
+				lastCheck = now
 			}
 		case <-purge.C:
 			now := r.now()
@@ -352,8 +393,30 @@ func (r *Replica) entries() int {
 	return jti + cutoff
 }
 
+// poke asks Run for a check at once.
+func (r *Replica) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default: // one is asked already
+	}
+}
+
+// checkInterval is the time from one check to the next: IdleCheckEvery in the steady
+// state, CheckEvery in any other. Steady: the last check found the replica caught up
+// with a stream that is no mirror (whose silence only polling sees), and since then it
+// is ready, not stale, connected, has nothing pending, and nothing has disturbed it
+// for IdleCheckEvery.
+func (r *Replica) checkInterval(now time.Time) time.Duration {
+	if r.settled && r.cur != nil && r.Ready() && r.staleSince.Load() == 0 && r.nc.IsConnected() &&
+		r.pending.Load() == 0 && now.Sub(r.disturbed) >= r.opts.IdleCheckEvery {
+		return r.opts.IdleCheckEvery
+	}
+	return r.opts.CheckEvery
+}
+
 // check compares the stream and the consumer with what the replica has applied.
 func (r *Replica) check(ctx context.Context, now time.Time) {
+	r.settled = false
 	if !r.nc.IsConnected() {
 		return // lastContact measures this staleness
 	}
@@ -371,6 +434,7 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		r.markStale(now)
 		return
 	case err != nil:
+		r.disturbed = now
 		if ctx.Err() == nil {
 			r.log.Warn("stream info", "stream", r.opts.Stream, "err", err)
 		}
@@ -398,8 +462,16 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		r.follow(ctx, r.lastSeq.Load()+1)
 		return
 	}
-	if info.State.Msgs == 0 || info.State.LastSeq <= r.lastSeq.Load() {
+	if info.State.Msgs == 0 || info.State.LastSeq <= max(r.lastSeq.Load(), r.caughtUpAt) {
 		r.caughtUp(f, now) // nothing can be pending
+		r.settled = info.Mirror == nil
+		return
+	}
+	handled := f.handled.Load()
+	if handled != f.seen && r.pending.Load() > 0 {
+		// Messages flow, and the last one said more are pending: the consumer follows,
+		// and its info would say nothing more.
+		f.seen, f.progress, f.healthy = handled, now, now
 		return
 	}
 	ci, err := r.consumerInfo(c, f)
@@ -412,7 +484,6 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		return
 	}
 	f.healthy = now
-	handled := f.handled.Load()
 	if handled != f.seen {
 		f.seen, f.progress = handled, now
 	}
@@ -421,8 +492,11 @@ func (r *Replica) check(ctx context.Context, now time.Time) {
 		// Judged by the consumer, not by the stream's last sequence: a deleted last
 		// message leaves the stream's last sequence ahead of every message there is.
 		// Nothing pending, and every message it delivered applied (none waiting in the
-		// client's buffer, even after the ordered consumer recreated itself).
+		// client's buffer, even after the ordered consumer recreated itself). Every
+		// message up to the sequence the stream info gave, read before, is applied.
+		r.caughtUpAt = info.State.LastSeq
 		r.caughtUp(f, now)
+		r.settled = info.Mirror == nil
 		return
 	}
 	if now.Sub(f.progress) >= r.opts.StallAfter {
@@ -446,7 +520,8 @@ func (r *Replica) consumerInfo(ctx context.Context, f *follower) (*jetstream.Con
 
 // caughtUp records that the replica has applied everything the stream holds.
 func (r *Replica) caughtUp(f *follower, now time.Time) {
-	f.progress, f.healthy = now, now
+	// seen too: a stall is judged from here, by messages handled after it.
+	f.progress, f.healthy, f.seen = now, now, f.handled.Load()
 	r.pending.Store(0)
 	if r.originSeq.Load() != 0 && r.originCopied() {
 		r.originSeq.Store(0) // everything the mirror's origin held is in the mirror, and applied
@@ -604,8 +679,14 @@ func (r *Replica) follow(ctx context.Context, start uint64) {
 	f.cc, err = cons.Consume(func(msg jetstream.Msg) { r.handle(msg, f, epoch) },
 		jetstream.PullMaxMessages(2000),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, nats.ErrConnectionClosed) {
-				r.log.Warn("stream consumer", "err", err)
+			if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConnectionClosed) {
+				return
+			}
+			r.log.Warn("stream consumer", "err", err)
+			// The consumer deleted (with its stream, or by an operator), heartbeats
+			// lost, no server answering: what the next check would find, find now.
+			if r.epoch.Load() == epoch {
+				r.poke()
 			}
 		}))
 	if err != nil {
@@ -658,6 +739,7 @@ func (r *Replica) restart(ctx context.Context, now time.Time, why string) {
 	r.ready.Store(false)
 	r.markStale(now)
 	r.lastSeq.Store(0)
+	r.caughtUpAt = 0
 	r.log.Warn("replaying the stream from its start", "why", why)
 	r.follow(ctx, 1)
 }
@@ -720,7 +802,13 @@ func (r *Replica) handle(msg jetstream.Msg, f *follower, epoch uint64) {
 	}
 	seq := meta.Sequence.Stream
 	if name := f.name.Load(); name == nil || *name != meta.Consumer {
-		f.name.Store(&meta.Consumer) // the ordered consumer recreated itself
+		f.name.Store(&meta.Consumer)
+		if name != nil {
+			// The ordered consumer recreated itself: after a gap, a lost heartbeat, or
+			// its consumer deleted, perhaps with the stream, whose new incarnation it
+			// now reads from the old sequence on. Check at once.
+			r.poke()
+		}
 	}
 	now := r.now()
 	live := r.ready.Load()
