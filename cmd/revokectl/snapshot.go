@@ -143,7 +143,7 @@ Examples:
 	nats: true,
 	setup: func(fs *flag.FlagSet) func(*env, *conn, []string) error {
 		bucket := fs.String("bucket", DefaultSnapshotBucket, "Object Store `BUCKET` holding the snapshot")
-		pubFile := fs.String("public-key", "", "`FILE` with the trusted public keys (PKIX PEM); required")
+		pubFile := fs.String("public-key", "", "`FILE` with the trusted public keys (PKIX PEM, or certificates holding them, as the chart's ConfigMap has); required")
 		return func(e *env, c *conn, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q", args[0])

@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +20,7 @@ import (
 	"github.com/revoked-dev/revoked/internal/devissuer"
 	"github.com/revoked-dev/revoked/internal/sidecar"
 	"github.com/revoked-dev/revoked/internal/testsupport"
+	revsync "github.com/revoked-dev/revoked/sync"
 )
 
 // A sidecar started from a snapshot enforces the events before it (from the snapshot)
@@ -153,13 +159,21 @@ func TestSnapshotKeys(t *testing.T) {
 	if !strings.Contains(r.stderr, "NOT usable") || !strings.Contains(r.stderr, "signature") {
 		t.Fatalf("verify with another key: %q", r.stderr)
 	}
+	// The public key as the chart publishes it: in a certificate (Helm's genCAWithKey).
+	ocert := filepath.Join(dir, "openssl.crt")
+	if err := os.WriteFile(ocert, certificateOf(t, opensslKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, "", "snapshot", "verify", natsFlag, "--public-key", ocert).want(t, exitOK)
 	// A public key where the private key belongs, and the reverse.
 	cli(t, "", "snapshot", natsFlag, "--signing-key", opub).want(t, exitFailed)
 	cli(t, "", "snapshot", "verify", natsFlag, "--public-key", okey).want(t, exitFailed)
 }
 
 // A sidecar whose --snapshot-public-key is not a public key does not start: it says
-// which flag is wrong instead of running without snapshots.
+// which flag is wrong instead of running without snapshots. (A missing or empty file is
+// no mistake but a key not published in the namespace: the sidecar starts and replays,
+// internal/sidecar's TestSnapshotKeyMissingReplaysEverything.)
 func TestSidecarRefusesBadSnapshotKey(t *testing.T) {
 	ns := testsupport.StartNATS(t)
 	issuer, err := devissuer.New("EdDSA", "https://idp.example.com", "api")
@@ -174,7 +188,7 @@ func TestSidecarRefusesBadSnapshotKey(t *testing.T) {
 	if err := os.WriteFile(key, []byte(opensslKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{key, filepath.Join(dir, "missing.pub")} {
+	for _, path := range []string{key} {
 		cfg, err := sidecar.ParseSettings([]string{
 			"--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--admin-addr", "127.0.0.1:0",
 			"--nats-url", ns.URL(), "--jwks-file", jwks, "--snapshot-bucket", DefaultSnapshotBucket, "--snapshot-public-key", path,
@@ -191,4 +205,22 @@ func TestSidecarRefusesBadSnapshotKey(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}
+}
+
+// certificateOf returns a self-signed CA certificate of the Ed25519 key in keyPEM, as
+// Helm's genCAWithKey makes it in the revoked chart.
+func certificateOf(t *testing.T, keyPEM string) []byte {
+	t.Helper()
+	priv, err := revsync.ParseSnapshotSigningKey([]byte(keyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "revoked snapshot signing"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageKeyEncipherment | x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
