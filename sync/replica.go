@@ -115,8 +115,8 @@ type Replica struct {
 	reconnects uint64    // the connection's reconnects as last seen
 	// wake asks Run for a check at once: the consumer reported an error, or a message
 	// came from a consumer the client recreated on its own.
-	wake chan struct{}
-	retired    gosync.WaitGroup
+	wake    chan struct{}
+	retired gosync.WaitGroup
 
 	applied, rejected, clamped, purged *prometheus.CounterVec
 	// appliedJTI and appliedCutoff are applied's two series, resolved once: a replay
