@@ -57,21 +57,8 @@ func TestBackchannelLogoutPartialPublishRetriedAtAnotherReplica(t *testing.T) {
 		c.LogoutAudiences = []string{testRP, "rp-client-2"}
 		c.LogoutCutoffs = []string{"client"}
 	})
-	ctx := context.Background()
-	st, err := f.js.Stream(ctx, event.DefaultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Room for one event: the stream (DiscardNew) refuses the second with a 503 error.
-	full := info.Config
-	full.MaxMsgs = 1
-	if _, err := f.js.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	restore := f.capStream(t, 1)
 	tok := f.key.sign(t, logoutClaims("half-published", func(c jwt.MapClaims) {
 		c["aud"] = []string{testRP, "rp-client-2"}
 	}), logoutTyp)
@@ -83,9 +70,7 @@ func TestBackchannelLogoutPartialPublishRetriedAtAnotherReplica(t *testing.T) {
 		t.Fatalf("after the failure: stream %+v, want the first cutoff only", evs)
 	}
 
-	if _, err := f.js.UpdateStream(ctx, info.Config); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	second := startReplica(t, f, nil)
 	if code, body := postLogout(t, second, tok); code != http.StatusOK {
 		t.Fatalf("the IdP's retry at another replica: %d %s", code, body)
@@ -154,20 +139,7 @@ func TestBackchannelLogoutCutoffIDsFollowTheClient(t *testing.T) {
 // array.
 func TestPublishFailureAnsweredAlikeByEveryEndpoint(t *testing.T) {
 	f := newFixture(t, nil)
-	ctx := context.Background()
-	st, err := f.js.Stream(ctx, event.DefaultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	full := info.Config
-	full.MaxMsgs = 1
-	if _, err := f.js.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	f.capStream(t, 1)
 	if r := f.postJSON(`{"type":"jti","jti":"fills-the-stream","exp":1767225600}`, bearer); r.code != http.StatusOK {
 		t.Fatalf("%d %s", r.code, r.body)
 	}
@@ -189,5 +161,30 @@ func TestPublishFailureAnsweredAlikeByEveryEndpoint(t *testing.T) {
 	}
 	if d := answers["oauth2_revoke"].json(t)["error_description"]; !strings.Contains(d.(string), "retry") {
 		t.Errorf("oauth2_revoke: description %q", d)
+	}
+}
+
+// capStream lets the stream hold at most n events (it refuses more: DiscardNew) and
+// returns what puts its own limit back.
+func (f *fixture) capStream(t *testing.T, n int64) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := f.js.Stream(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped := info.Config
+	capped.MaxMsgs = n
+	if _, err := f.js.UpdateStream(ctx, capped); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := f.js.UpdateStream(ctx, info.Config); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -66,6 +66,21 @@ func TestIdleReplicaAsksLittle(t *testing.T) {
 	t.Logf("%d JetStream API requests in %s (IdleCheckEvery %s)", asked, watch, idle)
 }
 
+// recreateStream deletes the stream and creates it again, as an operator would. The
+// server may still be removing the old store a moment after the delete ("error
+// creating store for stream"): the create is retried until it succeeds.
+func (f *fixture) recreateStream(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
+		t.Fatal(err)
+	}
+	testsupport.WaitFor(t, 5*time.Second, "the stream created again", func() error {
+		_, err := stream.Ensure(ctx, f.js, stream.Settings{})
+		return err
+	})
+}
+
 // idleForever makes polling unable to explain a detection within a test: a check
 // every 30 s once steady.
 var idleForever = Options{IdleCheckEvery: 30 * time.Second, StallAfter: time.Minute}
@@ -80,15 +95,9 @@ func TestStreamRecreatedWhileIdleIsFoundAtOnce(t *testing.T) {
 	f.startWith(t, idleForever)
 	f.waitSteady(t, 5, time.Second)
 
-	ctx := context.Background()
 	replaced := time.Now()
-	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Ensure(ctx, f.js, stream.Settings{}); err != nil {
-		t.Fatal(err)
-	}
-	testsupport.Until(t, 1500*time.Millisecond, "the new stream found and replayed from its start", func() bool {
+	f.recreateStream(t)
+	testsupport.Until(t, 3*time.Second, "the new stream found and replayed from its start", func() bool {
 		return testutil.ToFloat64(f.r.resets) == 1
 	})
 	t.Logf("replaced stream found in %s", time.Since(replaced).Round(time.Millisecond))
@@ -112,18 +121,12 @@ func TestEventAtAppliedSequenceOfRecreatedStream(t *testing.T) {
 	f.startWith(t, idleForever)
 	f.waitSteady(t, 5, time.Second)
 
-	ctx := context.Background()
-	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Ensure(ctx, f.js, stream.Settings{}); err != nil {
-		t.Fatal(err)
-	}
+	f.recreateStream(t)
 	acked := time.Now()
 	if seq := f.publish(t, "revocations.jti", jtiEvent("new-1"), ""); seq != 1 {
 		t.Fatalf("the re-created stream stored the event at %d, want 1", seq)
 	}
-	testsupport.Until(t, 1500*time.Millisecond, "the event at sequence 1 of the new stream enforced", func() bool { return f.revoked("new-1") })
+	testsupport.Until(t, 3*time.Second, "the event at sequence 1 of the new stream enforced", func() bool { return f.revoked("new-1") })
 	t.Logf("enforced %s after the ack", time.Since(acked).Round(time.Millisecond))
 	testsupport.Until(t, 5*time.Second, "ready on the new stream", func() bool {
 		return f.r.Ready() && f.r.LastSequence() == 1 && f.r.Staleness(time.Now()) == 0
