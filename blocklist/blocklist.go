@@ -38,8 +38,8 @@ type Set struct {
 // New returns an empty Set with fresh random seeds.
 func New() *Set {
 	s := &Set{seedHi: maphash.MakeSeed(), seedLo: maphash.MakeSeed()}
-	s.jti.init()
-	s.cutoff.init()
+	s.jti.initMemory(s)
+	s.cutoff.initMemory(s)
 	return s
 }
 
@@ -142,6 +142,10 @@ func (s *Set) Len() (jti, cutoff int) {
 	return int(s.jti.count.Load()), int(s.cutoff.count.Load())
 }
 
+// SlotBytes is the memory the set's tables take: outside the Go heap, so the runtime's
+// memory statistics do not include it.
+func (s *Set) SlotBytes() int64 { return s.jti.mem.bytes.Load() + s.cutoff.mem.bytes.Load() }
+
 // Retention is how long an entry can still match a token the verifier accepts: a jti
 // entry until the token's exp plus the leeway; a cutoff until its not_before plus the
 // longest token lifetime plus the leeway (a token issued before not_before has expired
@@ -188,27 +192,28 @@ type table struct {
 	count  atomic.Int64
 	scoped [4]atomic.Int64 // entries whose key carries scopeBit, by claim class
 	shards [numShards]shard
+	mem    *tableMemory // the shards' slots, outside the Go heap (slots.go)
 }
 
 // shard is an open-addressing hash table with linear probing, its keys and values in
 // two parallel arrays: 20 bytes a slot, where a Go map spends about 56 bytes an entry
 // at this size. The table grows by half when it is 80% full, so it is never less than
 // 53% full once grown: at most 20/0.53 ≈ 38 bytes an entry, 30 on average. The zero
-// Key marks an empty slot (a key that hashes to zero is stored as {0, 1}).
+// Key marks an empty slot (a key that hashes to zero is stored as {0, 1}). The arrays
+// live in one region of memory outside the Go heap (slots.go), used only under mu.
 type shard struct {
-	mu   sync.RWMutex
-	keys []Key
-	vals []uint32
-	n    int // entries stored
-	_    [8]byte
+	mu    sync.RWMutex
+	keys  []Key
+	vals  []uint32
+	n     int           // entries stored
+	mem   *[]byte       // the region keys and vals are in: its entry in tableMemory
+	bytes *atomic.Int64 // the table's slot bytes
 }
 
 const (
 	minSlots = 8
 	maxLoad  = 0.8
 )
-
-func (t *table) init() {}
 
 func (t *table) shard(k Key) *shard { return &t.shards[k.lo%numShards] }
 
@@ -287,10 +292,10 @@ func (t *table) raise(k Key, v uint32) bool {
 	return !ok
 }
 
-// resize rehashes the shard into size slots, dropping nothing.
+// resize rehashes the shard into size slots (none when size is 0 and the shard is
+// empty), dropping nothing.
 func (sh *shard) resize(size int) {
-	keys, vals := sh.keys, sh.vals
-	sh.keys, sh.vals = make([]Key, size), make([]uint32, size)
+	keys, vals, region := sh.swapSlots(size)
 	for j, k := range keys {
 		if k == (Key{}) {
 			continue
@@ -298,6 +303,7 @@ func (sh *shard) resize(size int) {
 		i, _ := sh.find(k)
 		sh.keys[i], sh.vals[i] = k, vals[j]
 	}
+	sh.release(len(keys), region)
 }
 
 // purge deletes the entries whose value is below before. Each shard that loses entries
@@ -324,14 +330,14 @@ func (t *table) purge(before int64) int {
 		if gone > 0 {
 			// Emptied slots break probe chains: rehash what is left.
 			sh.n -= gone
-			size := minSlots
-			for float64(sh.n) > maxLoad*float64(size) {
-				size += size / 2
+			size := 0
+			if sh.n > 0 {
+				size = minSlots
+				for float64(sh.n) > maxLoad*float64(size) {
+					size += size / 2
+				}
 			}
 			sh.resize(size)
-			if sh.n == 0 {
-				sh.keys, sh.vals = nil, nil
-			}
 			removed += gone
 		}
 		sh.mu.Unlock()
