@@ -478,6 +478,7 @@ func TestCatalogIsLive(t *testing.T) {
 		"revoked_sync_ready":                    nil,
 		"revoked_sync_connected":                nil,
 		"revoked_blocklist_capacity":            nil,
+		"revoked_blocklist_memory_bytes":        nil,
 		"revoked_sync_stream_resets_total":      nil,
 		"revoked_ingest_events_published_total": {"endpoint"},
 	}

@@ -242,6 +242,9 @@ func New(nc *nats.Conn, set *blocklist.Set, opts Options) (*Replica, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "revoked_blocklist_capacity", Help: "The most live entries the replica keeps (--max-entries).",
 		}, func() float64 { return float64(opts.MaxEntries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "revoked_blocklist_memory_bytes", Help: "Memory the blocklist's tables take, outside the Go heap (not in go_memstats_*).",
+		}, func() float64 { return float64(set.SlotBytes()) }),
 	)
 	for _, kind := range []string{"jti", "cutoff"} {
 		opts.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
