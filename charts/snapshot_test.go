@@ -301,3 +301,31 @@ func TestLibraryChartAppSnapshotKeyOptional(t *testing.T) {
 		})
 	}
 }
+
+// helm uninstall keeps the generated signing key (resource-policy keep): a reinstall reads
+// it back (TestSnapshotKeyKeptOnUpgrade) instead of making a new key, which would leave
+// every copy of the public key in application namespaces refusing the snapshots
+// (bad_signature) until copied again. The public key's ConfigMap is not kept: it is
+// derived from the kept key at every render.
+func TestSnapshotSigningKeyKeptOnUninstall(t *testing.T) {
+	m := render(t, "--set", "sidecar.allowAnyAudience=true")
+	if len(m.secrets) != 1 || m.secrets[0].Name != "rel-revoked-snapshot-signing-key" {
+		t.Fatalf("%d Secrets, want the generated signing key", len(m.secrets))
+	}
+	if got := m.secrets[0].Annotations["helm.sh/resource-policy"]; got != "keep" {
+		t.Errorf("Secret %s: helm.sh/resource-policy %q, want keep", m.secrets[0].Name, got)
+	}
+	found := false
+	for _, cm := range m.configMaps {
+		if cm.Name != "rel-revoked-snapshot-public-key" {
+			continue
+		}
+		found = true
+		if got, ok := cm.Annotations["helm.sh/resource-policy"]; ok {
+			t.Errorf("ConfigMap %s: helm.sh/resource-policy %q, want none: it is derived from the kept key", cm.Name, got)
+		}
+	}
+	if !found {
+		t.Fatal("no public key ConfigMap")
+	}
+}
