@@ -19,12 +19,23 @@ func idleAndPropagation(ctx context.Context, env *benchkit.Env, f *fleetOf, o op
 	n := len(f.rs)
 	ns := env.NATS.Cmd.Process.Pid
 	time.Sleep(2 * time.Second) // the restart's own traffic drains
+	// JetStream API requests the idle fleet makes (stream and consumer info from the
+	// supervisors), from the account's counter; the two reads add one each.
+	api0, err := env.JS.AccountInfo(ctx)
+	if err != nil {
+		return err
+	}
 	cpu0 := benchkit.CPUTime(ns)
 	time.Sleep(o.idle)
 	cpu := benchkit.CPUTime(ns) - cpu0
+	api1, err := env.JS.AccountInfo(ctx)
+	if err != nil {
+		return err
+	}
+	apiReqs := float64(api1.API.Total-api0.API.Total-1) / o.idle.Seconds() / float64(n)
 	rss := benchkit.RSS(ns)
-	fmt.Printf("FIGURE fleet-idle n=%d nats_rss=%.1fMiB nats_rss_per_replica=%.1fKiB nats_cpu_per_replica=%.2fms/s\n",
-		n, float64(rss)/(1<<20), float64(rss-baseRSS)/float64(n)/1024, cpu.Seconds()*1000/o.idle.Seconds()/float64(n))
+	fmt.Printf("FIGURE fleet-idle n=%d nats_rss=%.1fMiB nats_rss_per_replica=%.1fKiB nats_cpu_per_replica=%.2fms/s js_api_per_replica=%.2f/s\n",
+		n, float64(rss)/(1<<20), float64(rss-baseRSS)/float64(n)/1024, cpu.Seconds()*1000/o.idle.Seconds()/float64(n), apiReqs)
 
 	info, err := env.JS.Stream(ctx, event.DefaultStream)
 	if err != nil {
