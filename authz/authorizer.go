@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -14,28 +15,48 @@ import (
 	"github.com/revoked-dev/revoked/blocklist"
 )
 
-// Token is a verified token as the decision keeps it: its claims and its blocklist keys,
-// computed once. Cached tokens are shared between requests and never modified.
+// Token is a verified token as the decision keeps it: only what decisions, logs and
+// responses read (the sub, exp, the blocklist keys computed once, the jti's hash), since
+// the token cache holds one per cached token. Cached tokens are shared between requests
+// and never modified.
 type Token struct {
-	Claims
+	Subject  string // sub ("" when absent): sent upstream in the subject header
+	Expiry   int64  // exp, Unix seconds
 	query    blocklist.Query
-	jtiHash  string   // short SHA-256 of the jti, the only token identifier ever logged
 	keyGen   uint64   // Keys.Generation the signature was verified under
+	jtiHash  jtiTag   // rendered as hex only when logged or put in a response
 	rendered rendered // its allow response, as each transport built it
 }
 
-// JTIHash is a short, non-reversible tag of the token's jti for logs.
-func (t *Token) JTIHash() string { return t.jtiHash }
+// jtiTag is the first bytes of the SHA-256 of a jti; ok is false for a token without jti.
+type jtiTag struct {
+	sum [jtiTagBytes]byte
+	ok  bool
+}
+
+const jtiTagBytes = 6
+
+func jtiTagOf(jti string) jtiTag {
+	if jti == "" {
+		return jtiTag{}
+	}
+	sum := sha256.Sum256([]byte(jti))
+	return jtiTag{sum: [jtiTagBytes]byte(sum[:jtiTagBytes]), ok: true}
+}
+
+func (t jtiTag) String() string {
+	if !t.ok {
+		return ""
+	}
+	return hex.EncodeToString(t.sum[:])
+}
+
+// JTIHash is a short, non-reversible tag of the token's jti for logs ("" without jti).
+func (t *Token) JTIHash() string { return t.jtiHash.String() }
 
 // JTIHash returns the first 12 hex digits of the SHA-256 of jti; logs carry this,
 // never the token or the jti itself.
-func JTIHash(jti string) string {
-	if jti == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(jti))
-	return hex.EncodeToString(sum[:6])
-}
+func JTIHash(jti string) string { return jtiTagOf(jti).String() }
 
 // Decision is the outcome of one check. Token is set once the token has verified.
 type Decision struct {
@@ -111,7 +132,7 @@ func (a *Authorizer) CheckHeaders(header string, n int) Decision {
 	if d.Reason != ReasonOK && a.log.Enabled(context.Background(), slog.LevelDebug) {
 		jti := ""
 		if d.Token != nil {
-			jti = d.Token.jtiHash
+			jti = d.Token.JTIHash()
 		}
 		a.log.Debug("check denied", "reason", d.Reason.String(), "jti_hash", jti)
 	}
@@ -189,9 +210,11 @@ func (a *Authorizer) verified(raw string, now time.Time) (*Token, Reason) {
 	if r != ReasonOK {
 		return nil, r
 	}
-	tok := &Token{Claims: *c, jtiHash: JTIHash(c.JTI), keyGen: gen}
+	// A claim without value matches no cutoff: left out, the query's keys are sized
+	// for the claims the token has (NewQuery reserves room by the claims passed).
+	c.Cutoff = slices.DeleteFunc(c.Cutoff, func(cl blocklist.Claim) bool { return cl.Value == "" })
+	tok := &Token{Subject: c.Subject, Expiry: c.Expiry, keyGen: gen, jtiHash: jtiTagOf(c.JTI)}
 	tok.query = a.set.NewQuery(c.Issuer, c.JTI, c.IssuedAt, c.Cutoff, c.ClientID, c.Azp)
-	tok.Cutoff = nil // now in the query's keys; a cached token keeps only what it needs
 	if a.cache != nil {
 		a.cache.Add(key, tok)
 	}

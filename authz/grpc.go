@@ -75,7 +75,7 @@ func (s *GRPCServer) allowResponse(t *Token) *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status:          okStatus,
 		HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
-		DynamicMetadata: metadata(ReasonOK, t.jtiHash),
+		DynamicMetadata: metadata(ReasonOK, t.JTIHash()),
 	}
 }
 
