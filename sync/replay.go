@@ -64,12 +64,12 @@ func (r *Replica) revocationSubject(subject string) bool {
 }
 
 // replayGCPercent is the least GC percent a replay runs with. A replay allocates a
-// message's worth of garbage per event while its live heap (the blocklist) grows: at
-// a serving GC percent of 25, chosen to keep a large replica's memory down, a replay
-// of 1M events cost a third more CPU than at 100 (bench/coldstart -sidecar-env), for
-// a peak heap of about twice the replica at 100. Serving, the blocklist's arrays hold
-// no pointers and cost the collector nothing to mark, so a low percent is cheap there.
-const replayGCPercent = 100
+// message's worth of garbage per event around a live heap of a few MiB (the blocklist's
+// tables live outside the Go heap): at the chart's serving percent (50) the collector
+// would start a cycle every MiB or so, hundreds over 1M events. At 100 the replay of
+// 1M events still took 5.2 s and 4.8 CPU-s against 4.1 s and 3.6 CPU-s at 400
+// (bench/coldstart), for a peak heap of some 15 MiB, returned once ready.
+const replayGCPercent = 400
 
 // replayGC is the process's GC setting while replicas replay: the first replica to
 // start a replay raises the percent, the last to be ready restores it.

@@ -157,7 +157,6 @@ func Start(ctx context.Context, cfg Settings, log *slog.Logger) (s *Sidecar, err
 	}
 
 	s.done = make(chan struct{})
-	relaxGCUntil(ctx, s.Replica.ReadyC())
 	limitGoMemoryBeside(ctx, s.Set.SlotBytes)
 	loops := make(chan struct{}, 2)
 	go func() {
