@@ -765,6 +765,10 @@ const (
 // snapshotRequestTimeout bounds each request of a snapshot load, and a read that stalls.
 const snapshotRequestTimeout = 10 * time.Second
 
+// snapshotReadLimit is the deadline handed to the object read so that nats.go does not
+// impose its own 5 s; a read is ended by the stall guard long before.
+const snapshotReadLimit = time.Hour
+
 // stallGuard cancels its context once the reads it watches make no progress for a
 // while: a snapshot of 1M entries streams for seconds, but a consumer lost in a NATS
 // restart would otherwise wait out the whole load's deadline.
@@ -875,7 +879,12 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	}
 	guard := newStallGuard(ctx, snapshotRequestTimeout)
 	defer guard.stop()
-	res, err := obs.Get(guard.ctx, r.opts.Stream)
+	// nats.go bounds a read whose context has no deadline by its default timeout (5 s),
+	// progress or not: a large snapshot, a slow link or a fleet reading at once was cut
+	// short and replayed in full. This deadline only turns that off; stalls are the guard's.
+	readCtx, readCancel := context.WithTimeout(guard.ctx, snapshotReadLimit)
+	defer readCancel()
+	res, err := obs.Get(readCtx, r.opts.Stream)
 	guard.progress()
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fail(snapMissing, "no snapshot of the stream in the bucket", "err", err)

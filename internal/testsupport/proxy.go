@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy in front of a server (NATS), to cut one client off without
@@ -14,6 +15,7 @@ type Proxy struct {
 	upstream string
 	cut      atomic.Bool // refuse and close every connection
 	drop     atomic.Bool // read and discard what the server sends (lost acks)
+	rate     atomic.Int64 // bytes a second the server's side is paced at; 0: no pacing
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
@@ -94,12 +96,21 @@ func (p *Proxy) pipe(dst, src net.Conn, drop *atomic.Bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
+	fromServer := drop != nil
 	for {
-		n, err := src.Read(buf)
+		b := buf
+		rate := p.rate.Load()
+		if fromServer && rate > 0 {
+			b = buf[:min(len(buf), max(int(rate/20), 1))] // paced in steps of 50 ms
+		}
+		n, err := src.Read(b)
 		if n > 0 && (drop == nil || !drop.Load()) {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if _, werr := dst.Write(b[:n]); werr != nil {
 				return
 			}
+		}
+		if fromServer && rate > 0 && n > 0 {
+			time.Sleep(time.Duration(int64(n) * int64(time.Second) / rate))
 		}
 		if err != nil {
 			return
@@ -120,6 +131,10 @@ func (p *Proxy) Partition() {
 
 // Heal lets connections through again.
 func (p *Proxy) Heal() { p.cut.Store(false) }
+
+// Throttle paces what the server sends at bytesPerSecond (0: as fast as it comes), a
+// slow or far link: a read of many megabytes then takes seconds while never stalling.
+func (p *Proxy) Throttle(bytesPerSecond int64) { p.rate.Store(bytesPerSecond) }
 
 // DropReplies makes the proxy read and discard what the server sends while on: the
 // client's messages still arrive, their acks are lost.
