@@ -13,8 +13,8 @@ import (
 type Proxy struct {
 	l        net.Listener
 	upstream string
-	cut      atomic.Bool // refuse and close every connection
-	drop     atomic.Bool // read and discard what the server sends (lost acks)
+	cut      atomic.Bool  // refuse and close every connection
+	drop     atomic.Bool  // read and discard what the server sends (lost acks)
 	rate     atomic.Int64 // bytes a second the server's side is paced at; 0: no pacing
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
