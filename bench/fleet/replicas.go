@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,6 +19,10 @@ import (
 )
 
 const snapshotBucket = "REVOKED_SNAPSHOTS"
+
+// fleetLog shows the replicas' warnings (a snapshot refused or given up, a consumer
+// lost): a fleet that falls back to replay says why.
+var fleetLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 // replica is one simulated sidecar: its own connection, blocklist and Replica.
 type replica struct {
@@ -57,7 +62,9 @@ func restart(ctx context.Context, env *benchkit.Env, n int, withSnap bool, snap 
 		opts.SnapshotBucket, opts.SnapshotPublicKeys = snapshotBucket, []ed25519.PublicKey{snap.pub}
 	}
 	for range n {
-		nc, err := nats.Connect(env.URL, nats.MaxReconnects(-1))
+		nc, err := nats.Connect(env.URL, nats.MaxReconnects(-1), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			fleetLog.Warn("nats async error", "err", err)
+		}))
 		if err != nil {
 			f.stop()
 			return nil, restartStats{}, err
@@ -65,6 +72,7 @@ func restart(ctx context.Context, env *benchkit.Env, n int, withSnap bool, snap 
 		set := blocklist.New()
 		o := opts
 		o.Registerer = prometheus.NewRegistry()
+		o.Log = fleetLog
 		r, err := revsync.New(nc, set, o)
 		if err != nil {
 			nc.Close()
