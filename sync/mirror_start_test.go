@@ -81,17 +81,8 @@ func TestMirrorNeverHeardAtStartIsStale(t *testing.T) {
 	// The strict sidecar's --max-staleness in faults/region: a deny sidecar with it
 	// must not serve on this mirror.
 	const maxStaleness = time.Second
-	regions := testsupport.StartRegions(t)
-	hub := regions.Hub.CreateStream(stream.Settings{})
+	regions, hub, region, mirror := startHubAndMirror(t)
 	ctx := context.Background()
-	region, err := jetstream.New(regions.Leaf.Connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror, err := stream.EnsureMirror(ctx, region, stream.Settings{}, stream.Origin{Domain: testsupport.HubDomain})
-	if err != nil {
-		t.Fatal(err)
-	}
 	revoke := func(jti string) {
 		t.Helper()
 		if _, err := hub.Publish(ctx, "revocations.jti", []byte(jtiEvent(jti))); err != nil {
@@ -196,4 +187,21 @@ func TestNewMirrorAtStartIsCurrentOnceHeard(t *testing.T) {
 			t.Fatalf("staleness %v while the mirror follows", s)
 		}
 	}
+}
+
+// startHubAndMirror starts a hub and a region (a leaf node in its own JetStream
+// domain) with the hub's stream and the region's mirror of it.
+func startHubAndMirror(t *testing.T) (regions *testsupport.Regions, hub, region jetstream.JetStream, mirror jetstream.Stream) {
+	t.Helper()
+	regions = testsupport.StartRegions(t)
+	hub = regions.Hub.CreateStream(stream.Settings{})
+	region, err := jetstream.New(regions.Leaf.Connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror, err = stream.EnsureMirror(context.Background(), region, stream.Settings{}, stream.Origin{Domain: testsupport.HubDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return regions, hub, region, mirror
 }

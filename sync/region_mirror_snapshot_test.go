@@ -6,11 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/testsupport"
-	"github.com/revoked-dev/revoked/stream"
 )
 
 // A region's snapshot job (revokectl snapshot against the region's NATS) snapshots the
@@ -45,17 +42,8 @@ func TestRegionReplicaStartsFromMirrorSnapshot(t *testing.T) {
 // with the hub and denying every revocation.
 func startRegionFromSnapshot(t *testing.T, regionBucket, hubBucket string) *Replica {
 	const before, after = 300, 40
-	regions := testsupport.StartRegions(t)
-	hub := regions.Hub.CreateStream(stream.Settings{})
+	regions, hub, region, mirror := startHubAndMirror(t)
 	ctx := context.Background()
-	region, err := jetstream.New(regions.Leaf.Connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mirror, err := stream.EnsureMirror(ctx, region, stream.Settings{}, stream.Origin{Domain: testsupport.HubDomain})
-	if err != nil {
-		t.Fatal(err)
-	}
 	mirrorHolds := func(seq uint64) {
 		t.Helper()
 		testsupport.Until(t, 10*time.Second, fmt.Sprintf("the mirror at the hub's sequence %d", seq), func() bool {
