@@ -765,9 +765,53 @@ const (
 // snapshotRequestTimeout bounds each request of a snapshot load, and a read that stalls.
 const snapshotRequestTimeout = 10 * time.Second
 
-// snapshotReadLimit is the deadline handed to the object read so that nats.go does not
-// impose its own 5 s; a read is ended by the stall guard long before.
-const snapshotReadLimit = time.Hour
+// snapshotMinRate is the slowest a snapshot read may be: the object read gets a deadline
+// of snapshotRequestTimeout plus its size at this rate (37 MiB: 158 s) instead of
+// nats.go's default 5 s, which cut short any read longer than that (a large snapshot, a
+// slow link, a fleet reading at once) and cost a full replay. A stall is the stall
+// guard's to end, well before.
+const snapshotMinRate = 256 << 10 // bytes a second
+
+// detachedReads counts detachRead's copies still running, for tests.
+var detachedReads atomic.Int64
+
+// getDetached opens the object name for reading under that deadline (see detachRead).
+func getDetached(ctx context.Context, obs jetstream.ObjectStore, name string) (io.ReadCloser, error) {
+	ic, icancel := context.WithTimeout(ctx, snapshotRequestTimeout)
+	info, err := obs.GetInfo(ic, name)
+	icancel()
+	if err != nil {
+		return nil, err
+	}
+	limit := snapshotRequestTimeout + time.Duration(info.Size)*time.Second/snapshotMinRate
+	readCtx, cancel := context.WithTimeout(ctx, limit)
+	res, err := obs.Get(readCtx, name)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return detachRead(res, cancel), nil
+}
+
+// detachRead reads res in a goroutine of its own through a pipe, so that the load can
+// give the read up at once: nats.go's object reader holds its lock for the whole of a
+// blocked Read (until the context's deadline), and its Close waits for that lock, so a
+// stall guard that closed res itself would hang with it (the explorer found a replica
+// not ready for minutes). Closing the returned reader stops the copy at its next write;
+// a copy stuck in res ends by the read's deadline at the latest, then closes res and
+// calls done (the read context's cancel).
+func detachRead(res io.ReadCloser, done context.CancelFunc) io.ReadCloser {
+	pr, pw := io.Pipe()
+	detachedReads.Add(1)
+	go func() {
+		defer detachedReads.Add(-1)
+		defer done()
+		_, err := io.Copy(pw, res)
+		pw.CloseWithError(err)
+		_ = res.Close()
+	}()
+	return pr
+}
 
 // stallGuard cancels its context once the reads it watches make no progress for a
 // while: a snapshot of 1M entries streams for seconds, but a consumer lost in a NATS
@@ -881,10 +925,9 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	defer guard.stop()
 	// nats.go bounds a read whose context has no deadline by its default timeout (5 s),
 	// progress or not: a large snapshot, a slow link or a fleet reading at once was cut
-	// short and replayed in full. This deadline only turns that off; stalls are the guard's.
-	readCtx, readCancel := context.WithTimeout(guard.ctx, snapshotReadLimit)
-	defer readCancel()
-	res, err := obs.Get(readCtx, r.opts.Stream)
+	// short and replayed in full. With a deadline of ours (getDetached), a stall is the
+	// guard's to end.
+	body, err := getDetached(guard.ctx, obs, r.opts.Stream)
 	guard.progress()
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fail(snapMissing, "no snapshot of the stream in the bucket", "err", err)
@@ -892,9 +935,9 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	if err != nil {
 		return fail(snapError, "snapshot unreadable", "err", err)
 	}
-	defer res.Close()
-	defer guard.closeOnStall(res)()
-	d, s, err := readSnapshotHeader(bufio.NewReaderSize(guard.reader(res), 64<<10), keys)
+	defer body.Close()
+	defer guard.closeOnStall(body)()
+	d, s, err := readSnapshotHeader(bufio.NewReaderSize(guard.reader(body), 64<<10), keys)
 	switch {
 	case errors.Is(err, ErrOldSnapshot):
 		return fail(snapOldFormat, "snapshot in an older format (REVSNAP1 or REVSNAP2; run revokectl snapshot --signing-key with this version)", "err", err)

@@ -98,3 +98,80 @@ func TestSlowSnapshotReadIsNotCutShort(t *testing.T) {
 		t.Fatalf("%d entries, want %d", jti, len(evs))
 	}
 }
+
+// TestStalledSnapshotReadIsGivenUp: a read whose chunks stop coming (the link silent,
+// the connection still up) is given up by the stall guard, and the replica replays
+// once the link is back. nats.go's object reader holds its lock through a blocked read,
+// so closing it from the guard waited for the read's deadline: the explorer found a
+// replica not ready for minutes that way once the read had a far deadline.
+func TestStalledSnapshotReadIsGivenUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the stall guard (10 s)")
+	}
+	ns := testsupport.StartNATS(t)
+	js := ns.CreateStream(stream.Settings{})
+	ctx := context.Background()
+	var evs []string
+	for i := range 60_000 {
+		evs = append(evs, snapJTI(fmt.Sprintf("stall-%06d-%s", i, "7f3c9a1b2c3d4e5f7f3c9a1b")))
+	}
+	last := snapPublish(t, js, evs...)
+	snap, err := BuildSnapshot(ctx, js, Options{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSnapshot(ctx, js, "SNAPS", snap, testSnapKey); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy := testsupport.StartProxy(t, ns.Server.Addr().String())
+	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	proxy.Throttle(64 << 10) // the read takes many seconds: time to stall it part-way
+	set := blocklist.New()
+	r, err := New(nc, set, Options{SnapshotBucket: "SNAPS", SnapshotPublicKeys: []ed25519.PublicKey{testSnapPub}, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = r.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	time.Sleep(1500 * time.Millisecond)
+	proxy.DropReplies(true) // the chunks stop; the connection stays up
+	stalled := time.Now()
+	given := func() float64 { return snapLoads(r, snapMalformed) + snapLoads(r, snapError) }
+	for given() == 0 {
+		if snapLoads(r, snapOK) != 0 {
+			t.Fatal("the snapshot loaded before the stall: slow the link further")
+		}
+		// The guard's bound and some slack: well before the read's own deadline
+		// (10 s + the size at snapshotMinRate, about 22 s here).
+		if time.Since(stalled) > snapshotRequestTimeout+4*time.Second {
+			t.Fatalf("a snapshot read stalled %.0fs ago is still not given up (guard: %s)", time.Since(stalled).Seconds(), snapshotRequestTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("given up %.1fs after the stall", time.Since(stalled).Seconds())
+	proxy.DropReplies(false)
+	proxy.Throttle(0)
+	proxy.Partition() // what the dropped bytes left of the protocol is garbage: reconnect
+	proxy.Heal()
+	select {
+	case <-r.ReadyC():
+	case <-time.After(60 * time.Second):
+		t.Fatal("never ready after the link came back")
+	}
+	if r.LastSequence() != last {
+		t.Fatalf("at sequence %d, want %d", r.LastSequence(), last)
+	}
+	if jti, _ := set.Len(); jti != len(evs) {
+		t.Fatalf("%d entries, want %d", jti, len(evs))
+	}
+	// The abandoned copy ends by the read's deadline at the latest.
+	testsupport.Until(t, time.Minute, "the abandoned snapshot read to end", func() bool { return detachedReads.Load() == 0 })
+}
