@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/revoked-dev/revoked/blocklist"
+	"github.com/revoked-dev/revoked/event"
 	"github.com/revoked-dev/revoked/internal/testsupport"
 	"github.com/revoked-dev/revoked/stream"
 
@@ -26,49 +27,12 @@ func TestSlowSnapshotReadIsNotCutShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads a snapshot for about 7 s")
 	}
-	ns := testsupport.StartNATS(t)
-	js := ns.CreateStream(stream.Settings{})
-	ctx := context.Background()
-	var evs []string
-	for i := range 20_000 {
-		evs = append(evs, snapJTI(fmt.Sprintf("slow-%06d-%s", i, "7f3c9a1b2c3d4e5f7f3c9a1b")))
-	}
-	last := snapPublish(t, js, evs...)
-	snap, err := BuildSnapshot(ctx, js, Options{}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteSnapshot(ctx, js, "SNAPS", snap, testSnapKey); err != nil {
-		t.Fatal(err)
-	}
-	obs, err := js.ObjectStore(ctx, "SNAPS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := obs.GetInfo(ctx, "REVOCATIONS")
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	const n = 20_000
+	proxy, last, size := snapshotBehindProxy(t, n)
 	// The link brings the object in about 7 s: past nats.go's 5 s, inside the stall
 	// guard's 10 s between chunks (a chunk every half second or so).
-	proxy := testsupport.StartProxy(t, ns.Server.Addr().String())
-	rate := int64(info.Size) / 7
-	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	proxy.Throttle(rate)
-	set := blocklist.New()
-	r, err := New(nc, set, Options{SnapshotBucket: "SNAPS", SnapshotPublicKeys: []ed25519.PublicKey{testSnapPub}, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = r.Run(rctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	proxy.Throttle(size / 7)
+	r, set := replicaVia(t, proxy)
 
 	start := time.Now()
 	for snapLoads(r, snapOK)+snapLoads(r, snapMalformed)+snapLoads(r, snapError) == 0 {
@@ -94,8 +58,8 @@ func TestSlowSnapshotReadIsNotCutShort(t *testing.T) {
 	if r.LastSequence() != last {
 		t.Fatalf("at sequence %d, want %d", r.LastSequence(), last)
 	}
-	if jti, _ := set.Len(); jti != len(evs) {
-		t.Fatalf("%d entries, want %d", jti, len(evs))
+	if jti, _ := set.Len(); jti != n {
+		t.Fatalf("%d entries, want %d", jti, n)
 	}
 }
 
@@ -108,38 +72,10 @@ func TestStalledSnapshotReadIsGivenUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out the stall guard (10 s)")
 	}
-	ns := testsupport.StartNATS(t)
-	js := ns.CreateStream(stream.Settings{})
-	ctx := context.Background()
-	var evs []string
-	for i := range 60_000 {
-		evs = append(evs, snapJTI(fmt.Sprintf("stall-%06d-%s", i, "7f3c9a1b2c3d4e5f7f3c9a1b")))
-	}
-	last := snapPublish(t, js, evs...)
-	snap, err := BuildSnapshot(ctx, js, Options{}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteSnapshot(ctx, js, "SNAPS", snap, testSnapKey); err != nil {
-		t.Fatal(err)
-	}
-
-	proxy := testsupport.StartProxy(t, ns.Server.Addr().String())
-	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	const n = 60_000
+	proxy, last, _ := snapshotBehindProxy(t, n)
 	proxy.Throttle(64 << 10) // the read takes many seconds: time to stall it part-way
-	set := blocklist.New()
-	r, err := New(nc, set, Options{SnapshotBucket: "SNAPS", SnapshotPublicKeys: []ed25519.PublicKey{testSnapPub}, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { _ = r.Run(rctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	r, set := replicaVia(t, proxy)
 
 	time.Sleep(1500 * time.Millisecond)
 	proxy.DropReplies(true) // the chunks stop; the connection stays up
@@ -169,9 +105,59 @@ func TestStalledSnapshotReadIsGivenUp(t *testing.T) {
 	if r.LastSequence() != last {
 		t.Fatalf("at sequence %d, want %d", r.LastSequence(), last)
 	}
-	if jti, _ := set.Len(); jti != len(evs) {
-		t.Fatalf("%d entries, want %d", jti, len(evs))
+	if jti, _ := set.Len(); jti != n {
+		t.Fatalf("%d entries, want %d", jti, n)
 	}
 	// The abandoned copy ends by the read's deadline at the latest.
 	testsupport.Until(t, time.Minute, "the abandoned snapshot read to end", func() bool { return detachedReads.Load() == 0 })
+}
+
+// snapshotBehindProxy publishes n jti events, writes their snapshot to bucket SNAPS,
+// and returns a proxy to the server, the stream's last sequence and the snapshot's size.
+func snapshotBehindProxy(t *testing.T, n int) (proxy *testsupport.Proxy, last uint64, size int64) {
+	t.Helper()
+	ns := testsupport.StartNATS(t)
+	js := ns.CreateStream(stream.Settings{})
+	ctx := context.Background()
+	evs := make([]string, n)
+	for i := range evs {
+		evs[i] = snapJTI(fmt.Sprintf("ev-%06d-%s", i, "7f3c9a1b2c3d4e5f7f3c9a1b"))
+	}
+	last = snapPublish(t, js, evs...)
+	snap, err := BuildSnapshot(ctx, js, Options{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSnapshot(ctx, js, "SNAPS", snap, testSnapKey); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := js.ObjectStore(ctx, "SNAPS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obs.GetInfo(ctx, event.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testsupport.StartProxy(t, ns.Server.Addr().String()), last, int64(info.Size)
+}
+
+// replicaVia runs a replica loading SNAPS through proxy; it stops when the test ends.
+func replicaVia(t *testing.T, proxy *testsupport.Proxy) (*Replica, *blocklist.Set) {
+	t.Helper()
+	nc, err := nats.Connect(proxy.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := blocklist.New()
+	r, err := New(nc, set, Options{SnapshotBucket: "SNAPS", SnapshotPublicKeys: []ed25519.PublicKey{testSnapPub}, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; nc.Close() })
+	return r, set
 }
