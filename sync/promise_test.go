@@ -54,13 +54,7 @@ func TestStreamRecreatedIsReplayed(t *testing.T) {
 	f.startWith(t, fast)
 	testsupport.Until(t, 5*time.Second, "caught up", func() bool { return f.r.Ready() && f.r.LastSequence() == 5 })
 
-	ctx := context.Background()
-	if err := f.js.DeleteStream(ctx, "REVOCATIONS"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Ensure(ctx, f.js, stream.Settings{}); err != nil {
-		t.Fatal(err)
-	}
+	f.recreateStream(t)
 	// Fewer events than before (sequence 1 and 2), then more than before: both must arrive.
 	f.publish(t, "revocations.jti", jtiEvent("new-1"), "")
 	f.publish(t, "revocations.jti", jtiEvent("new-2"), "")

@@ -99,8 +99,11 @@ func (s *NATS) CreateStream(settings stream.Settings) jetstream.JetStream {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := stream.Ensure(ctx, js, settings); err != nil {
-		s.t.Fatal(err)
-	}
+	// Right after a delete of the same stream the server may still be removing its
+	// store ("error creating store for stream"): retried, as an operator would.
+	WaitFor(s.t, 5*time.Second, "the stream created", func() error {
+		_, err := stream.Ensure(ctx, js, settings)
+		return err
+	})
 	return js
 }
