@@ -923,10 +923,8 @@ func (r *Replica) loadSnapshot(ctx context.Context, info *jetstream.StreamInfo) 
 	}
 	guard := newStallGuard(ctx, snapshotRequestTimeout)
 	defer guard.stop()
-	// nats.go bounds a read whose context has no deadline by its default timeout (5 s),
-	// progress or not: a large snapshot, a slow link or a fleet reading at once was cut
-	// short and replayed in full. With a deadline of ours (getDetached), a stall is the
-	// guard's to end.
+	// Read under a deadline of ours, not nats.go's 5 s, in a goroutine the guard can
+	// abandon (getDetached).
 	body, err := getDetached(guard.ctx, obs, r.opts.Stream)
 	guard.progress()
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
